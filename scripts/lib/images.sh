@@ -1,0 +1,43 @@
+# Local base images for the tests (sourced). No registry is reachable from the
+# build machines, so Debian bases are made with debootstrap and `docker import`.
+# shellcheck shell=bash
+
+DEVENV_TEST_MIRROR="${DEVENV_TEST_MIRROR:-http://deb.debian.org/debian}"
+DEVENV_TEST_IMAGE_PREFIX="${DEVENV_TEST_IMAGE_PREFIX:-devenv-test}"
+
+image_present() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# ensure_debian_base SUITE TAG -> image $DEVENV_TEST_IMAGE_PREFIX/debian:TAG
+ensure_debian_base() {
+  local suite="$1" tag="$2" name="$DEVENV_TEST_IMAGE_PREFIX/debian:$2" rootfs
+  image_present "$name" && return 0
+  command -v debootstrap >/dev/null 2>&1 || ensure_host_packages debootstrap
+  rootfs="$(mktemp -d "${TMPDIR:-/tmp}/devenv-rootfs.XXXXXX")"
+  log "building base image $name (debootstrap $suite)"
+  if ! debootstrap --variant=minbase --include=python3,ca-certificates "$suite" "$rootfs" "$DEVENV_TEST_MIRROR" \
+      >"$DEVENV_STATE/debootstrap-$suite.log" 2>&1; then
+    rm -rf "$rootfs"
+    die "debootstrap $suite failed; see $DEVENV_STATE/debootstrap-$suite.log"
+  fi
+  # Keep images small and apt usable without recommends, as a registry base would be.
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -c . | docker import --change 'CMD ["/bin/bash"]' - "$name" >/dev/null
+  rm -rf "$rootfs"
+}
+
+# ensure_derived_image NAME DOCKERFILE_DIR -> built once, reused afterwards.
+ensure_derived_image() {
+  local name="$1" dir="$2"
+  image_present "$name" && return 0
+  log "building test image $name"
+  docker build -q -t "$name" "$dir" >/dev/null
+}
+
+ensure_test_images() {
+  mkdir -p "$DEVENV_STATE"
+  ensure_debian_base trixie 13
+  ensure_debian_base bookworm 12
+  # A host that boots systemd (Molecule instances) and one that runs its own engine.
+  ensure_derived_image "$DEVENV_TEST_IMAGE_PREFIX/debian-systemd:13" "$DEVENV_ROOT/tests/images/debian-systemd"
+  ensure_derived_image "$DEVENV_TEST_IMAGE_PREFIX/debian-docker:13" "$DEVENV_ROOT/tests/images/debian-docker"
+}

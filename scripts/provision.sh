@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Provision this machine: create the environment, then run playbooks/site.yml
+# against the default inventory (localhost). Extra arguments go to
+# ansible-playbook, e.g. scripts/provision.sh --check --diff
+set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
+
+need_root
+cd "$DEVENV_ROOT"
+ensure_host_packages python3-venv git
+ensure_venv
+activate_venv
+# Where systemd runs, the devenv_engine role starts the engine as a service. Without
+# it (containers, WSL, these build machines) Debian's init script cannot start
+# dockerd, so start it here when no engine answers; the role then finds it running.
+if [ "$(ps -o comm= -p 1)" != "systemd" ]; then
+  ensure_engine
+fi
+exec ansible-playbook playbooks/site.yml "$@"

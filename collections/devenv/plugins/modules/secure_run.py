@@ -1,0 +1,485 @@
+#!/usr/bin/python
+# Copyright: kuatecno devenv maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: secure_run
+short_description: Run a command in a fresh, isolated devenv container
+version_added: 0.1.0
+description:
+  - Runs one command non-interactively in a new container of a devenv image, with the same
+    isolation as the C(devenv run) launcher, and returns its exit status and output.
+  - Every security-relevant setting comes from the collection's run specification, which
+    this module shares with the launcher. Always on, with no option to turn them off - all
+    capabilities dropped, C(no-new-privileges), the default seccomp profile, an init
+    process, memory swap equal to memory (unless O(memory_swap) is set), CPU and process
+    limits, removal of the container by the engine when the command ends. Never -
+    privileged mode, host namespaces, devices, published ports, a restart policy or the
+    Docker socket.
+  - The image must already be present on the target host; it is never pulled.
+  - Bind mounts use mount semantics - a missing source is an error. Credentials are
+    mounted read-only; only O(code_dir) is writable.
+  - Secrets (O(secrets), or fetched from Infisical with O(infisical)) reach the container's
+    environment only; they are never written to disk, put on a command line or returned.
+  - The container is removed by the engine when its command ends, even when this
+    module's process is killed while the command runs. A container that was created but
+    not yet started when the module was stopped is removed by the module or, after a
+    SIGKILL, by a small watchdog process it starts for that short window.
+  - Fails when the exit status is not in O(expected_rc), when the command is killed at
+    O(timeout), and reports C(memory limit reached) when the engine killed it for memory.
+author:
+  - kuatecno devenv maintainers
+requirements:
+  - Docker SDK for Python (C(docker)) on the target host
+  - A Docker engine reachable from the target host
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without
+      modifying target.
+    support: full
+    details: Validates the parameters and returns the planned container in RV(spec);
+      nothing is fetched, created or started.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in
+      check_mode), when in diff mode.
+    support: none
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+options:
+  image:
+    description:
+      - The image to run, already present on the target host (for example C(devenv:1.2.0)).
+    type: str
+    required: true
+  command:
+    description:
+      - The command and its arguments, run without a shell. Give a list; a string is split
+        on commas by Ansible.
+    type: list
+    elements: str
+    required: true
+  workdir:
+    description:
+      - The working directory inside the container. The run specification's default is
+        C(/app).
+    type: str
+  code_dir:
+    description:
+      - The host directory mounted read-write at C(/app); it must exist. It is the only
+        writable host path of the run.
+      - The run specification's default is C(~/Coding) of the user the command runs as
+        on the target host.
+    type: path
+  container_home:
+    description:
+      - The writable HOME of the user inside the container. The run specification's
+        default is C(/home/dev).
+    type: str
+  mounts:
+    description:
+      - Further bind mounts. The source must exist; sensitive host paths (the Docker
+        socket, C(/), system directories, the whole home directory) are refused.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      source:
+        description: Host path.
+        type: path
+        required: true
+      target:
+        description: Absolute path inside the container.
+        type: str
+        required: true
+      read_only:
+        description: Mount read-only.
+        type: bool
+        default: true
+  credentials:
+    description:
+      - Agent credential files or directories, mounted read-only into the container HOME.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      source:
+        description: Host path.
+        type: path
+        required: true
+      target:
+        description: Path relative to the container HOME (for example C(.claude)).
+        type: str
+        required: true
+      required:
+        description: Fail when the source is missing; otherwise it is skipped.
+        type: bool
+        default: false
+  gitconfig:
+    description:
+      - A git configuration file mounted read-only as C(~/.gitconfig) in the container.
+      - Without it, none is mounted (the launcher's default of C(~/.gitconfig) does not
+        apply to the module).
+    type: path
+  ssh:
+    description:
+      - C(agent) forwards the SSH agent socket of the module's environment (read-only),
+        C(keys) mounts C(~/.ssh) read-only, C(auto) picks C(agent) when an agent runs,
+        else C(keys), C(none) gives the container no SSH access.
+      - Unlike the interactive launcher, the module gives no SSH access unless asked.
+    type: str
+    choices: [auto, agent, keys, none]
+    default: none
+  memory:
+    description:
+      - Memory limit with a unit (C(512m), C(4g)). The run specification's default is
+        C(4g).
+    type: str
+  memory_swap:
+    description:
+      - Memory plus swap limit with a unit. Defaults to O(memory), so the container gets
+        no extra swap.
+    type: str
+  cpus:
+    description:
+      - CPUs the container may use, from 0.01 up to the host's CPU count. The run
+        specification's default is 2 (capped at the host's CPU count).
+    type: float
+  pids_limit:
+    description:
+      - Maximum number of processes in the container. The run specification's default is
+        100.
+    type: int
+  read_only_rootfs:
+    description:
+      - Run with a read-only root filesystem (with a private C(/tmp) and the writable
+        HOME). The run specification's default is V(true).
+    type: bool
+  run_as_root:
+    description:
+      - Run the command as root inside the container instead of the invoking user.
+        Capabilities stay dropped and C(no-new-privileges) stays on.
+    type: bool
+    default: false
+  user:
+    description:
+      - A login name or numeric C(UID:GID) the command runs as, instead of the user
+        running the module. When the module runs as root (C(become)), set this or
+        O(run_as_root).
+      - Files the command creates in O(code_dir) belong to this user.
+    type: str
+  labels:
+    description:
+      - Extra labels for the container. The product's own labels cannot be replaced.
+    type: dict
+    default: {}
+  env:
+    description:
+      - Environment variables for the container. Names must match
+        C(^[A-Za-z_][A-Za-z0-9_]*$); reserved names (C(PATH), C(HOME), C(LD_PRELOAD),
+        C(INFISICAL_*) and others) are refused. Values must be strings.
+      - Values are treated as secrets - hidden from the output. Ansible masks every
+        occurrence of them in returned text, so avoid very short values.
+    type: dict
+    default: {}
+  secrets:
+    description:
+      - Secret environment variables for the container, validated like O(env). Values
+        are never returned or logged.
+    type: dict
+    default: {}
+  infisical:
+    description:
+      - Fetch secrets on the target host with C(infisical export --format json) and give
+        them to the container's environment. Merged with O(secrets); a name given twice
+        is an error.
+      - Omit to fetch nothing.
+    type: dict
+    suboptions:
+      project_id:
+        description: Infisical project id.
+        type: str
+        required: true
+      environment:
+        description: Infisical environment slug.
+        type: str
+        default: dev
+      path:
+        description: Folder path of the secrets.
+        type: str
+        default: /
+      domain:
+        description: URL of a self-hosted Infisical instance.
+        type: str
+      timeout:
+        description: Seconds the C(infisical) command may take.
+        type: int
+        default: 30
+      allow_empty:
+        description: Accept an empty set of secrets instead of failing.
+        type: bool
+        default: false
+      binary:
+        description: Name or path of the C(infisical) program.
+        type: str
+        default: infisical
+      token:
+        description:
+          - Infisical access token. It is handed to the C(infisical) process through its
+            environment (C(INFISICAL_TOKEN)) only, never on a command line.
+          - Without it, the C(infisical) process uses its own login or the module's
+            environment.
+        type: str
+  expected_rc:
+    description:
+      - Exit statuses that count as success.
+    type: list
+    elements: int
+    default: [0]
+  output_limit:
+    description:
+      - Bytes of stdout and of stderr kept (each); the rest is dropped and
+        RV(stdout_truncated) or RV(stderr_truncated) set.
+    type: int
+    default: 1048576
+  timeout:
+    description:
+      - Seconds the command may run; then the container is killed (and removed) and the
+        module fails.
+    type: int
+    default: 3600
+  docker_host:
+    description:
+      - The engine's address (C(unix:///var/run/docker.sock), C(tcp://...)). Defaults to
+        E(DOCKER_HOST) or the local socket.
+    type: str
+notes:
+  - Environment variables are visible to the container's processes and to anyone who can
+    inspect the container through the Docker socket (which is root-equivalent anyway).
+  - O(command) runs as a non-root user with C(no-new-privileges), so C(sudo) inside the
+    container does not work.
+seealso:
+  - name: devenv architecture
+    description: The run specification shared by this module and the launcher.
+    link: https://example.invalid/kuatecno/devenv/docs/architecture.md
+"""
+
+EXAMPLES = r"""
+- name: Verify that the agents in the image start
+  kuatecno.devenv.secure_run:
+    image: devenv:1.2.0
+    command: [claude, --version]
+  register: claude_version
+
+- name: Run a task on a checkout with limits and secrets from Infisical
+  kuatecno.devenv.secure_run:
+    image: devenv:1.2.0
+    code_dir: /srv/alice/code/project
+    user: "1000:1000"
+    command: [make, test]
+    memory: 2g
+    cpus: 1
+    pids_limit: 200
+    infisical:
+      project_id: 6f0c1d2e-0000-4000-8000-000000000000
+      environment: dev
+      token: "{{ vault_infisical_token }}"
+    expected_rc: [0, 2]
+    timeout: 900
+
+- name: Show what would run, without running it
+  kuatecno.devenv.secure_run:
+    image: devenv:1.2.0
+    command: [gemini, --version]
+  check_mode: true
+  register: planned
+"""
+
+RETURN = r"""
+ran:
+  description: Whether the command was run (false in check mode).
+  returned: always
+  type: bool
+  sample: true
+rc:
+  description: Exit status of the command (137 when killed, for example by the memory limit).
+  returned: when the command ran
+  type: int
+  sample: 0
+stdout:
+  description: Standard output of the command, at most O(output_limit) bytes, decoded as
+    UTF-8 (invalid bytes replaced).
+  returned: when the command ran
+  type: str
+  sample: "2.0.76 (Claude Code)"
+stderr:
+  description: Standard error of the command, bounded like RV(stdout).
+  returned: when the command ran
+  type: str
+  sample: ""
+stdout_truncated:
+  description: Whether stdout was longer than O(output_limit) and cut.
+  returned: when the command ran
+  type: bool
+  sample: false
+stderr_truncated:
+  description: Whether stderr was longer than O(output_limit) and cut.
+  returned: when the command ran
+  type: bool
+  sample: false
+oom_killed:
+  description: Whether the engine killed the command for reaching the memory limit.
+  returned: when the command ran
+  type: bool
+  sample: false
+timed_out:
+  description: Whether the command was killed at O(timeout).
+  returned: when the command ran
+  type: bool
+  sample: false
+removed:
+  description: Whether the engine reported the container removed before the module returned.
+  returned: when the command ran
+  type: bool
+  sample: true
+container:
+  description:
+    - The container's effective settings as read back from the engine after creation,
+      with the values of O(env), O(secrets) and fetched secrets redacted.
+    - C(config) and C(host_config) use the Docker Engine API's names.
+  returned: when the command ran
+  type: dict
+  contains:
+    id:
+      description: Container id.
+      type: str
+      returned: always
+    name:
+      description: Container name.
+      type: str
+      returned: always
+    image_id:
+      description: Id of the image the container ran.
+      type: str
+      returned: always
+    config:
+      description: C(Image), C(Cmd), C(Entrypoint), C(WorkingDir), C(User), C(Labels),
+        C(Tty), C(OpenStdin) and C(Env) (values of secret and O(env) names redacted).
+      type: dict
+      returned: always
+    host_config:
+      description: The engine's C(HostConfig) (limits, capabilities, security options,
+        namespaces, mounts, auto-removal).
+      type: dict
+      returned: always
+    mounts:
+      description: The engine's C(Mounts) list (type, source, destination, mode, propagation).
+      type: list
+      elements: dict
+      returned: always
+  sample:
+    id: 0f4d2c...
+    name: devenv-7c1e2a9b
+    config:
+      User: "1000:1000"
+      Env: ["HOME=/home/dev", "API_KEY=**REDACTED**"]
+    host_config:
+      CapDrop: [ALL]
+      SecurityOpt: [no-new-privileges]
+      Memory: 4294967296
+      MemorySwap: 4294967296
+      AutoRemove: true
+spec:
+  description:
+    - The planned Docker Engine API create body (C(Image), C(Cmd), C(Env) with values
+      redacted, C(HostConfig)) and the container name.
+  returned: always
+  type: dict
+  sample:
+    name: devenv-7c1e2a9b
+    body:
+      Image: devenv:1.2.0
+      Cmd: [claude, --version]
+      HostConfig:
+        CapDrop: [ALL]
+        ReadonlyRootfs: true
+msg:
+  description: What happened, or why the module failed (C(memory limit reached), timeout,
+    unexpected exit status).
+  returned: always
+  type: str
+  sample: command exited with 0
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.kuatecno.devenv.plugins.module_utils import _secure_run
+
+ARGUMENT_SPEC = dict(
+    image=dict(type="str", required=True),
+    command=dict(type="list", elements="str", required=True),
+    workdir=dict(type="str"),
+    code_dir=dict(type="path"),
+    container_home=dict(type="str"),
+    mounts=dict(
+        type="list",
+        elements="dict",
+        default=[],
+        options=dict(
+            source=dict(type="path", required=True),
+            target=dict(type="str", required=True),
+            read_only=dict(type="bool", default=True),
+        ),
+    ),
+    credentials=dict(
+        type="list",
+        elements="dict",
+        default=[],
+        options=dict(
+            source=dict(type="path", required=True),
+            target=dict(type="str", required=True),
+            required=dict(type="bool", default=False),
+        ),
+    ),
+    gitconfig=dict(type="path"),
+    ssh=dict(type="str", choices=["auto", "agent", "keys", "none"], default="none"),
+    memory=dict(type="str"),
+    memory_swap=dict(type="str"),
+    cpus=dict(type="float"),
+    pids_limit=dict(type="int"),
+    read_only_rootfs=dict(type="bool"),
+    run_as_root=dict(type="bool", default=False),
+    user=dict(type="str"),
+    labels=dict(type="dict", default={}),
+    env=dict(type="dict", default={}, no_log=True),
+    secrets=dict(type="dict", default={}, no_log=True),
+    infisical=dict(
+        type="dict",
+        options=dict(
+            project_id=dict(type="str", required=True),
+            environment=dict(type="str", default="dev"),
+            path=dict(type="str", default="/"),
+            domain=dict(type="str"),
+            timeout=dict(type="int", default=30),
+            allow_empty=dict(type="bool", default=False),
+            binary=dict(type="str", default="infisical"),
+            token=dict(type="str", no_log=True),
+        ),
+    ),
+    expected_rc=dict(type="list", elements="int", default=[0]),
+    output_limit=dict(type="int", default=1048576),
+    timeout=dict(type="int", default=3600),
+    docker_host=dict(type="str"),
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    _secure_run.execute(module)
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import secrets as _random
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -856,7 +855,7 @@ def _command(s: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _unique_name(login: str) -> str:
     safe = LOGIN_SAFE_RE.sub("_", login)[:32] or "user"
-    return f"devenv-{safe}-{_random.token_hex(4)}"
+    return f"devenv-{safe}-{os.urandom(4).hex()}"
 
 
 # ---------------------------------------------------------------- build_spec

@@ -1,0 +1,217 @@
+# Copyright (c) devenv contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Secrets from the Infisical CLI, read with `infisical export --format json`.
+
+Standard library only, Python 3.9+. Only the JSON format is used: the dotenv format's
+quoting does not survive Docker's env-file parser, and `--output-file` creates a
+world-readable file. The token travels only in the environment (INFISICAL_TOKEN or
+INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN, or the CLI's own login), never on a command line.
+Nothing fetched is written anywhere; on any failure the output is discarded whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+
+from ._runspec import RunSpecError, validate_env
+
+__all__ = ["SECRETS_DEFAULTS", "SecretsError", "build_argv", "fetch_secrets", "parse_export"]
+
+SECRETS_DEFAULTS: dict[str, Any] = {
+    "provider": "infisical",
+    "project_id": None,
+    "environment": "dev",
+    "path": "/",
+    "domain": None,
+    "timeout": 30,
+    "allow_empty": False,
+    "binary": "infisical",
+}
+TIMEOUT_MAX = 600
+OUTPUT_MAX = 16 * 1024 * 1024
+STDERR_SHOWN = 300
+
+_SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9_.-]+/?)*$")
+_DOMAIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?$")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+# (argv, env, timeout) -> (returncode, stdout, stderr); raises TimeoutError on timeout.
+Runner = Callable[[list, dict, float], "tuple[int, bytes, bytes]"]
+
+
+class SecretsError(RuntimeError):
+    """Fetching secrets failed; the message never holds a secret value."""
+
+
+def _config(settings: Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(settings, Mapping) and isinstance(settings.get("secrets"), Mapping):
+        settings = settings["secrets"]
+    if not isinstance(settings, Mapping):
+        raise SecretsError("secrets: expected a mapping with project_id, environment, path")
+    if "token" in settings:
+        raise SecretsError(
+            "secrets.token: a token never goes in the configuration; export "
+            "INFISICAL_TOKEN (or INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN) instead"
+        )
+    unknown = sorted(str(k) for k in settings if k not in SECRETS_DEFAULTS)
+    if unknown:
+        raise SecretsError(f"secrets: unknown key(s) {', '.join(unknown)}")
+    config = dict(SECRETS_DEFAULTS)
+    config.update({k: v for k, v in settings.items() if v is not None})
+    if config["provider"] != "infisical":
+        raise SecretsError(f"secrets.provider: {config['provider']!r} is not supported (infisical)")
+    if not isinstance(config["project_id"], str) or not _SLUG_RE.match(config["project_id"]):
+        raise SecretsError("secrets.project_id: set the Infisical project id (letters, digits, -)")
+    if not isinstance(config["environment"], str) or not _SLUG_RE.match(config["environment"]):
+        raise SecretsError("secrets.environment: expected an environment slug such as dev")
+    path = config["path"]
+    if not isinstance(path, str) or not _PATH_RE.match(path) or "/../" in path + "/":
+        raise SecretsError("secrets.path: expected a folder path such as / or /apps/api")
+    _check_tuning(config)
+    return config
+
+
+def _check_tuning(config: Mapping[str, Any]) -> None:
+    domain = config["domain"]
+    if domain is not None and (not isinstance(domain, str) or not _DOMAIN_RE.match(domain)):
+        raise SecretsError("secrets.domain: expected an https:// URL of the Infisical server")
+    timeout = config["timeout"]
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise SecretsError(f"secrets.timeout: expected seconds (1 to {TIMEOUT_MAX})")
+    if not 1 <= timeout <= TIMEOUT_MAX:
+        raise SecretsError(f"secrets.timeout: {timeout} is out of range (1 to {TIMEOUT_MAX})")
+    if not isinstance(config["allow_empty"], bool):
+        raise SecretsError("secrets.allow_empty: expected true or false")
+    binary = config["binary"]
+    if not isinstance(binary, str) or not binary or binary.startswith("-"):
+        raise SecretsError("secrets.binary: expected the name or path of the infisical CLI")
+
+
+def build_argv(settings: Mapping[str, Any]) -> list[str]:
+    """The export command line. `--flag=value` so no value can be read as a flag."""
+    config = _config(settings)
+    argv = [
+        config["binary"],
+        "export",
+        "--format=json",
+        "--env=" + config["environment"],
+        "--path=" + config["path"],
+        "--projectId=" + config["project_id"],
+    ]
+    if config["domain"]:
+        argv.append("--domain=" + config["domain"])
+    return argv
+
+
+def _run(argv: list, env: dict, timeout: float) -> tuple[int, bytes, bytes]:
+    # Own process group, so a timeout or Ctrl-C can kill the CLI and anything it started,
+    # and a terminal's Ctrl-C reaches us (who clean up) rather than the CLI alone.
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:  # TimeoutExpired, KeyboardInterrupt, anything: leave no child
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc.returncode, out, err
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _strict_object(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate field in an object")
+    return dict(pairs)
+
+
+def parse_export(output: bytes, *, allow_empty: bool = False) -> dict[str, str]:
+    """Parse `infisical export --format json` output strictly: a JSON list of objects,
+    each with string `key` and `value`; every entry validated (see validate_env)."""
+    try:
+        text = output.decode("utf-8")
+        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_strict_object)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise SecretsError(
+            "Infisical returned output that is not valid JSON; nothing was used"
+        ) from None
+    if not isinstance(data, list):
+        raise SecretsError("Infisical returned JSON that is not a list of secrets; nothing used")
+    pairs = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+            raise SecretsError(f"Infisical entry {index} has no string `key`; nothing was used")
+        if not isinstance(item.get("value"), str):
+            raise SecretsError(f"Infisical entry {index} has no string `value`; nothing was used")
+        pairs.append((item["key"], item["value"]))
+    try:
+        secrets = validate_env(pairs, field_name="secrets")
+    except RunSpecError as exc:
+        raise SecretsError(f"Infisical returned a secret devenv cannot pass: {exc}") from None
+    if not secrets and not allow_empty:
+        raise SecretsError(
+            "Infisical returned no secrets (check project_id, environment and path, or "
+            "set secrets.allow_empty)"
+        )
+    return secrets
+
+
+def _stderr_hint(err: bytes) -> str:
+    text = err.decode("utf-8", "replace").strip()
+    text = _CONTROL_RE.sub("", text).replace("\n", " ")
+    if len(text) > STDERR_SHOWN:
+        text = text[:STDERR_SHOWN] + "..."
+    return f": {text}" if text else ""
+
+
+def fetch_secrets(
+    settings: Mapping[str, Any],
+    *,
+    environ: Optional[Mapping[str, str]] = None,
+    runner: Optional[Runner] = None,
+) -> dict[str, str]:
+    """Run the Infisical CLI and return validated {name: value}. Raises SecretsError
+    with one clear message (never a value); lets KeyboardInterrupt through after the
+    CLI has been killed. `settings` is the `secrets` mapping (or settings holding one)."""
+    config = _config(settings)
+    argv = build_argv(config)
+    env = dict(os.environ if environ is None else environ)
+    try:
+        code, out, err = (runner or _run)(argv, env, float(config["timeout"]))
+    except FileNotFoundError:
+        raise SecretsError(
+            f"the Infisical CLI ({config['binary']}) is not installed or not on PATH"
+        ) from None
+    except PermissionError:
+        raise SecretsError(f"the Infisical CLI ({config['binary']}) cannot be run") from None
+    except (subprocess.TimeoutExpired, TimeoutError):
+        raise SecretsError(
+            f"Infisical did not answer within {config['timeout']} s (secrets.timeout); "
+            "it was stopped"
+        ) from None
+    if code != 0:
+        del out  # some versions print errors on stdout: never use partial output
+        raise SecretsError(f"Infisical failed (exit {code}){_stderr_hint(err)}")
+    if len(out) > OUTPUT_MAX:
+        raise SecretsError("Infisical returned more than 16 MiB; nothing was used")
+    return parse_export(out, allow_empty=config["allow_empty"])

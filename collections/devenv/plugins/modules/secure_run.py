@@ -31,7 +31,7 @@ description:
   - Fails when the exit status is not in O(expected_rc), when the command is killed at
     O(timeout), and reports C(memory limit reached) when the engine killed it for memory.
 author:
-  - kuatecno devenv maintainers
+  - kuatecno devenv maintainers (@kuatecno)
 requirements:
   - Docker SDK for Python (C(docker)) on the target host
   - A Docker engine reachable from the target host

@@ -23,7 +23,7 @@ sweep() {
   # Anything of the suite's own left behind by a failed test: containers, networks, volumes.
   local ids
   ids="$(docker ps -aq --filter label=io.kuatecno.devenv.test=1 2>/dev/null || true)"
-  [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
+  [ -z "$ids" ] || docker rm -fv $ids >/dev/null 2>&1 || true
   ids="$(docker network ls -q --filter label=io.kuatecno.devenv.test=1 2>/dev/null || true)"
   [ -z "$ids" ] || docker network rm $ids >/dev/null 2>&1 || true
   ids="$(docker volume ls -q --filter label=io.kuatecno.devenv.test=1 2>/dev/null || true)"
@@ -69,6 +69,7 @@ layer_integration() { pytest -q -m integration tests/integration; }
 layer_molecule() {
   set -e
   local s
+  ensure_test_registry
   for s in "${MOLECULE_SCENARIOS[@]}"; do
     printf -- '--- molecule scenario: %s\n' "$s"
     molecule test -s "$s"

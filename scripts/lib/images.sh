@@ -41,3 +41,35 @@ ensure_test_images() {
   ensure_derived_image "$DEVENV_TEST_IMAGE_PREFIX/debian-systemd:13" "$DEVENV_ROOT/tests/images/debian-systemd"
   ensure_derived_image "$DEVENV_TEST_IMAGE_PREFIX/debian-docker:13" "$DEVENV_ROOT/tests/images/debian-docker"
 }
+
+# A registry shared by the Molecule scenarios: a container on the network
+# devenv-test, published on loopback for this engine, reachable as
+# devenv-test-registry:5000 from test hosts with their own (nested) engines.
+DEVENV_TEST_NETWORK="${DEVENV_TEST_NETWORK:-devenv-test}"
+DEVENV_TEST_REGISTRY_NAME="${DEVENV_TEST_REGISTRY_NAME:-devenv-test-registry}"
+DEVENV_TEST_REGISTRY_PORT="${DEVENV_TEST_REGISTRY_PORT:-5555}"
+export DEVENV_TEST_NETWORK DEVENV_TEST_REGISTRY_NAME DEVENV_TEST_REGISTRY_PORT
+
+ensure_test_registry() {
+  local i local_ref="127.0.0.1:$DEVENV_TEST_REGISTRY_PORT/devenv-test/debian:13"
+  ensure_derived_image "$DEVENV_TEST_IMAGE_PREFIX/registry:13" "$DEVENV_ROOT/tests/images/registry"
+  docker network inspect "$DEVENV_TEST_NETWORK" >/dev/null 2>&1 ||
+    docker network create --label io.kuatecno.devenv.test=1 "$DEVENV_TEST_NETWORK" >/dev/null
+  if ! docker container inspect "$DEVENV_TEST_REGISTRY_NAME" >/dev/null 2>&1; then
+    docker run -d --name "$DEVENV_TEST_REGISTRY_NAME" --label io.kuatecno.devenv.test=1 \
+      --network "$DEVENV_TEST_NETWORK" -p "127.0.0.1:$DEVENV_TEST_REGISTRY_PORT:5000" \
+      --read-only --tmpfs /tmp --mount type=volume,destination=/var/lib/docker-registry \
+      --cap-drop ALL --security-opt no-new-privileges \
+      "$DEVENV_TEST_IMAGE_PREFIX/registry:13" >/dev/null
+  fi
+  for i in $(seq 1 30); do
+    python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)" \
+      "http://127.0.0.1:$DEVENV_TEST_REGISTRY_PORT/v2/" 2>/dev/null && break
+    [ "$i" -lt 30 ] || die "the test registry did not answer on 127.0.0.1:$DEVENV_TEST_REGISTRY_PORT"
+    sleep 1
+  done
+  # The Debian 13 base, for image builds on test hosts with their own engines.
+  docker tag "$DEVENV_TEST_IMAGE_PREFIX/debian:13" "$local_ref"
+  docker push -q "$local_ref" >/dev/null
+  docker rmi "$local_ref" >/dev/null
+}

@@ -30,6 +30,7 @@ __all__ = [
     "RunSpec",
     "RunSpecError",
     "build_spec",
+    "check_settings",
     "format_memory",
     "parse_memory",
     "validate_env",
@@ -67,9 +68,12 @@ SETTINGS_DEFAULTS: dict[str, Any] = {
     "users": {},
 }
 
+CREDENTIAL_KEYS = ("source", "target", "required")
+MOUNT_KEYS = ("source", "target", "read_only")
 # Keys a `users.<login>` entry may override.
 PER_USER_KEYS = ("code_dir", "credentials", "gitconfig", "ssh", "mounts")
 
+SSH_MODES = ("auto", "agent", "keys", "none")
 CODE_TARGET = "/app"
 TMP_TARGET = "/tmp"  # noqa: S108 - the container's own private tmpfs
 SSH_AGENT_TARGET = "/run/devenv/ssh-agent.sock"
@@ -79,6 +83,10 @@ ENV_VALUE_MAX = 64 * 1024
 # The whole environment handed to the docker CLI must stay far below the kernel's
 # ARG_MAX (2 MiB on Linux, shared with the argv).
 ENV_TOTAL_MAX = 1024 * 1024
+# Names devenv sets or that would change how the container starts. Secrets travel in the
+# docker CLI's own environment (`--env NAME`), so the variables the docker CLI and the Go
+# runtime read are refused too: a secret named DOCKER_HOST would send every secret (and
+# the run) to another engine.
 RESERVED_ENV = frozenset(
     (
         "PATH",
@@ -86,14 +94,23 @@ RESERVED_ENV = frozenset(
         "USER",
         "LOGNAME",
         "SHELL",
-        "LD_PRELOAD",
-        "LD_LIBRARY_PATH",
-        "LD_AUDIT",
         "NODE_OPTIONS",
         "SSH_AUTH_SOCK",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "GODEBUG",
+        "GOGC",
+        "GOMAXPROCS",
+        "GOMEMLIMIT",
+        "GOTRACEBACK",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "TMPDIR",
     )
 )
-RESERVED_ENV_PREFIXES = ("INFISICAL_", "LD_")
+RESERVED_ENV_PREFIXES = ("INFISICAL_", "LD_", "DOCKER_")
 
 # Host paths that must never be a mount source, nor contain one, nor be inside one.
 SYSTEM_DIRS = (
@@ -131,6 +148,7 @@ MEMORY_MIN = 6 * 1024 * 1024
 MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)\s*$", re.IGNORECASE)
 MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 CPUS_MIN = 0.01
+CPUS_CEILING = 1024
 PIDS_MAX = 4194304  # the kernel's pid_max ceiling
 
 # docker reference grammar (distribution/reference), anchored.
@@ -487,7 +505,7 @@ def validate_env(mapping: Any, *, field_name: str = "env") -> dict[str, str]:
                     field_name, repr(shown) if shown is not None else "(unprintable)"
                 )
             )
-        if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+        if name.upper() in RESERVED_ENV or name.upper().startswith(RESERVED_ENV_PREFIXES):
             raise RunSpecError(
                 f"{field_name}: {name} is a reserved name that devenv sets or protects; rename it"
             )
@@ -692,6 +710,7 @@ def _merged(settings: Mapping[str, Any], login: str) -> dict[str, Any]:
     if unknown:
         raise RunSpecError(f"settings: unknown key(s) {', '.join(unknown)}")
     merged = dict(SETTINGS_DEFAULTS)
+    merged["_cpus_default"] = settings.get("cpus") is None
     # null means "the default", except gitconfig where null means "none".
     merged.update({k: v for k, v in settings.items() if v is not None or k == "gitconfig"})
     users = merged["users"]
@@ -723,7 +742,8 @@ def _limits_max(value: Any, host: Host) -> dict[str, Any]:
     if value.get("memory") is not None:
         result["memory"] = parse_memory(value["memory"], "limits_max.memory")
     if value.get("cpus") is not None:
-        result["cpus"] = _parse_cpus(value["cpus"], host.cpu_count, None) / 1e9
+        # A ceiling may exceed this host's CPUs (one fleet-wide value); runs may not.
+        result["cpus"] = _parse_cpus(value["cpus"], CPUS_CEILING, None) / 1e9
     if value.get("pids_limit") is not None:
         result["pids_limit"] = _parse_positive_int(
             value["pids_limit"], "limits_max.pids_limit", PIDS_MAX
@@ -754,16 +774,24 @@ def _limits(s: Mapping[str, Any], host: Host) -> tuple[int, int, int, int]:
                 f"memory_swap: {_show(s['memory_swap'])} is above the administrator's "
                 f"maximum {format_memory(top)}"
             )
-    nano_cpus = _parse_cpus(s["cpus"], host.cpu_count, maxima.get("cpus"))
+    cpus = s["cpus"]
+    if s.get("_cpus_default"):
+        # The default (2) must not fail on a smaller host: take what the host has.
+        cpus = min(float(cpus), float(host.cpu_count), maxima.get("cpus", float(cpus)))
+    nano_cpus = _parse_cpus(cpus, host.cpu_count, maxima.get("cpus"))
     pids = _parse_positive_int(s["pids_limit"], "pids_limit", maxima.get("pids_limit", PIDS_MAX))
     return memory, memory_swap, nano_cpus, pids
 
 
+def _ssh_mode(value: Any) -> str:
+    if value not in SSH_MODES:
+        raise RunSpecError(f"ssh: {value!r} is not one of {', '.join(SSH_MODES)}")
+    return value
+
+
 def _ssh(s: Mapping[str, Any], host: Host, home: str) -> tuple[str, list[Mount], list]:
     """The effective SSH mode, its mounts and its fixed env."""
-    ssh = s["ssh"]
-    if ssh not in ("auto", "agent", "keys", "none"):
-        raise RunSpecError(f"ssh: {ssh!r} is not one of auto, agent, keys, none")
+    ssh = _ssh_mode(s["ssh"])
     agent_sock = host.environ.get("SSH_AUTH_SOCK", "")
     ssh_dir = os.path.join(host.home, ".ssh")
     if ssh == "auto":
@@ -788,7 +816,7 @@ def _credential_mounts(s: Mapping[str, Any], host: Host, home: str) -> tuple[lis
     """Credentials (always read-only, into HOME) and gitconfig; mounts and notices."""
     mounts: list[Mount] = []
     notices: list[str] = []
-    items = _mapping_items(s["credentials"], "credentials", ("source", "target", "required"))
+    items = _mapping_items(s["credentials"], "credentials", CREDENTIAL_KEYS)
     for index, item in enumerate(items):
         where = f"credentials[{index}]"
         required = item.get("required", False)
@@ -810,18 +838,25 @@ def _credential_mounts(s: Mapping[str, Any], host: Host, home: str) -> tuple[lis
 
 def _extra_mounts(s: Mapping[str, Any], host: Host) -> list[Mount]:
     mounts = []
-    items = _mapping_items(s["mounts"], "mounts", ("source", "target", "read_only"))
+    items = _mapping_items(s["mounts"], "mounts", MOUNT_KEYS)
     for index, item in enumerate(items):
         where = f"mounts[{index}]"
         read_only = item.get("read_only", True)
         if not isinstance(read_only, bool):
             raise RunSpecError(f"{where}.read_only: expected true or false")
-        target = _container_path(item.get("target"), where + ".target")
-        if target == "/" or any(_is_within(target, t) for t in FORBIDDEN_TARGETS[1:]):
-            raise RunSpecError(f"{where}.target: {target!r} would cover a system directory")
+        target = _mount_target(item, where)
         real = _check_source(item["source"], where + ".source", host)
         mounts.append(Mount(real, target, read_only=read_only))
     return mounts
+
+
+def _mount_target(item: Mapping[str, Any], where: str) -> str:
+    if not isinstance(item.get("read_only", True), bool):
+        raise RunSpecError(f"{where}.read_only: expected true or false")
+    target = _container_path(item.get("target"), where + ".target")
+    if target == "/" or any(_is_within(target, t) for t in FORBIDDEN_TARGETS[1:]):
+        raise RunSpecError(f"{where}.target: {target!r} would cover a system directory")
+    return target
 
 
 def _labels(value: Any) -> tuple[tuple[str, str], ...]:
@@ -936,6 +971,65 @@ def build_spec(
         notices=tuple(notices),
         secrets=env,
     )
+
+
+def check_settings(settings: Mapping[str, Any], *, cpu_count: Optional[int] = None) -> None:
+    """Validate what can be validated without a user or the filesystem (a system
+    configuration file at provisioning time): keys, types, units and ranges, image,
+    paths' syntax, env, labels and every users.<login> entry. Raises RunSpecError."""
+    if not isinstance(settings, Mapping):
+        raise RunSpecError("settings: expected a mapping")
+    host = Host(1, 1, "", "/nonexistent", cpu_count or os.cpu_count() or 1, {})
+    s = _merged(settings, "")
+    _resolve_user({"run_as_root": s["run_as_root"]}, host)
+    if s["user"] is not None and (not isinstance(s["user"], str) or not s["user"]):
+        raise RunSpecError("user: expected a login name or UID:GID")
+    image = s["image"]
+    if not isinstance(image, str) or len(image) > 512 or not IMAGE_RE.match(image):
+        raise RunSpecError(f"image: {image!r} is not a valid image reference (e.g. devenv:1.2.3)")
+    _command(s)
+    _limits(s, host)
+    _bool(s, "read_only_rootfs")
+    home = _container_path(s["container_home"], "container_home")
+    _container_path(s["workdir"], "workdir")
+    parse_memory(s["home_size"], "home_size")
+    parse_memory(s["tmp_size"], "tmp_size")
+    validate_env(s["env"], field_name="env")
+    _labels(s["labels"])
+    entries = [("", s)]
+    for login in s["users"]:
+        if not isinstance(login, str) or not login:
+            raise RunSpecError("users: keys must be login names")
+        entries.append((f"users.{login}.", _merged(settings, login)))
+    for login, entry in entries:
+        _ssh_mode(entry["ssh"])
+        _check_host_path_syntax(entry["code_dir"], login + "code_dir")
+        if entry["gitconfig"]:
+            _check_host_path_syntax(entry["gitconfig"], login + "gitconfig")
+        creds = _mapping_items(entry["credentials"], login + "credentials", CREDENTIAL_KEYS)
+        for index, item in enumerate(creds):
+            where = f"{login}credentials[{index}]"
+            _check_host_path_syntax(item["source"], where + ".source")
+            if not isinstance(item.get("required", False), bool):
+                raise RunSpecError(f"{where}.required: expected true or false")
+            if item.get("target") is not None:
+                _relative_target(item["target"], where + ".target", home)
+        for index, item in enumerate(_mapping_items(entry["mounts"], login + "mounts", MOUNT_KEYS)):
+            where = f"{login}mounts[{index}]"
+            _check_host_path_syntax(item["source"], where + ".source")
+            _mount_target(item, where)
+
+
+def _check_host_path_syntax(raw: Any, field_name: str) -> None:
+    if not isinstance(raw, str) or not raw:
+        raise RunSpecError(f"{field_name}: expected a host path")
+    _check_chars(raw, field_name)
+    if not (raw.startswith("/") or raw == "~" or raw.startswith("~/")):
+        raise RunSpecError(f"{field_name}: {raw!r} must be an absolute path (or start with ~/)")
+    if raw.startswith("/"):
+        real = os.path.normpath(raw)
+        if real == "/" or any(_is_within(real, d) for d in SYSTEM_DIRS):
+            raise RunSpecError(f"{field_name}: {raw!r} is a system directory; it cannot be mounted")
 
 
 def _is_socket(path: str) -> bool:

@@ -44,7 +44,10 @@ run_layer() {
   printf '\n==== layer: %s ====\n' "$name"
   start=$SECONDS
   set +e
-  "$@"
+  (
+    set -e
+    "$@"
+  )
   rc=$?
   set -e
   if [ "$rc" -eq 0 ]; then
@@ -56,7 +59,6 @@ run_layer() {
 }
 
 layer_lint() {
-  set -e
   yamllint --strict .
   ruff check .
   ruff format --check .
@@ -67,7 +69,6 @@ layer_lint() {
 layer_unit() { pytest -q tests/unit; }
 layer_integration() { pytest -q -m integration tests/integration; }
 layer_molecule() {
-  set -e
   local s
   ensure_test_registry
   for s in "${MOLECULE_SCENARIOS[@]}"; do

@@ -43,6 +43,7 @@ except ImportError as exc:  # pragma: no cover - depends on the target host
     HAS_DOCKER_SDK = False
     DOCKER_SDK_IMPORT_ERROR = exc
 
+from ansible_collections.kuatecno.devenv.plugins.module_utils import _infisical
 from ansible_collections.kuatecno.devenv.plugins.module_utils._runspec import (
     RunSpecError,
     build_spec,
@@ -502,11 +503,6 @@ def planned(spec):
 
 
 def _fetch(settings, infisical):
-    # Imported only when secrets are fetched.
-    from ansible_collections.kuatecno.devenv.plugins.module_utils import (  # noqa: PLC0415
-        _infisical,
-    )
-
     environ = dict(os.environ)
     if infisical.get("token"):
         # The token reaches the infisical process only through its environment.
@@ -561,10 +557,8 @@ def execute(module):
             redact_names=spec.secret_names,
             api=api,
         )
-    except (SecureRunError, RunSpecError) as exc:
+    except (SecureRunError, RunSpecError, _infisical.SecretsError) as exc:
         module.fail_json(msg=str(exc), ran=False, spec=planned(spec))
-    except Exception as exc:  # e.g. the secrets fetcher's own error
-        module.fail_json(msg=f"{type(exc).__name__}: {exc}", ran=False, spec=planned(spec))
 
     expected = params["expected_rc"]
     msg = _run_message(result, expected)

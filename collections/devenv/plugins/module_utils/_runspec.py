@@ -428,25 +428,29 @@ def format_memory(number: int) -> str:
     return f"{number}b"
 
 
-def _parse_cpus(value: Any, host_cpus: int, maximum: Optional[float]) -> int:
+def _parse_cpus(
+    value: Any, host_cpus: int, maximum: Optional[float], field_name: str = "cpus"
+) -> int:
     upper = float(host_cpus) if maximum is None else min(float(host_cpus), maximum)
     allowed = f"allowed: {CPUS_MIN} to {_format_number(upper)}"
     if isinstance(value, bool) or value is None:
-        raise RunSpecError(f"cpus: expected a number ({allowed})")
+        raise RunSpecError(f"{field_name}: expected a number ({allowed})")
     try:
         number = float(value) if isinstance(value, (int, float, str)) else float("nan")
     except ValueError:
-        raise RunSpecError(f"cpus: {value!r} is not a number ({allowed})") from None
+        raise RunSpecError(f"{field_name}: {value!r} is not a number ({allowed})") from None
     if math.isnan(number) or math.isinf(number):
-        raise RunSpecError(f"cpus: {value!r} is not a number ({allowed})")
+        raise RunSpecError(f"{field_name}: {value!r} is not a number ({allowed})")
     if number < CPUS_MIN:
-        raise RunSpecError(f"cpus: {_show(value)} is too small ({allowed})")
+        raise RunSpecError(f"{field_name}: {_show(value)} is too small ({allowed})")
     if number > host_cpus:
         raise RunSpecError(
-            f"cpus: {_show(value)} is more than this host's {host_cpus} CPUs ({allowed})"
+            f"{field_name}: {_show(value)} is more than this host's {host_cpus} CPUs ({allowed})"
         )
     if maximum is not None and number > maximum:
-        raise RunSpecError(f"cpus: {_show(value)} is above the administrator's maximum ({allowed})")
+        raise RunSpecError(
+            f"{field_name}: {_show(value)} is above the administrator's maximum ({allowed})"
+        )
     return round(number * 1e9)
 
 
@@ -549,11 +553,13 @@ def _is_within(path: str, parent: str) -> bool:
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
-def _expand(path: str, home: str) -> str:
+def _expand(path: str, home: str, field_name: str) -> str:
     if path == "~" or path.startswith("~/"):
         return home + path[1:]
     if path.startswith("~"):
-        raise RunSpecError(f"{path!r}: only ~ (the invoking user's home) can be expanded")
+        raise RunSpecError(
+            f"{field_name}: {path!r}: only ~ (the invoking user's home) can be expanded"
+        )
     return path
 
 
@@ -576,12 +582,17 @@ def _check_source(
     if not isinstance(raw, str) or not raw:
         raise RunSpecError(f"{field_name}: expected a host path")
     _check_chars(raw, field_name)
-    path = _expand(raw, host.home)
+    path = _expand(raw, host.home, field_name)
     if not os.path.isabs(path):
         raise RunSpecError(f"{field_name}: {raw!r} must be an absolute path (or start with ~/)")
     # Symlinks are resolved first, so a link to the engine socket or to / is caught too.
     real = os.path.realpath(path)
     _check_chars(real, field_name)
+    if real == "/" or _is_within(os.path.realpath(host.home), real):
+        raise RunSpecError(
+            f"{field_name}: {raw!r} is the filesystem root or the whole home directory "
+            "(or above it); mount a specific subdirectory instead"
+        )
     sockets = _engine_sockets(host.environ)
     if (
         real in sockets
@@ -591,11 +602,6 @@ def _check_source(
         raise RunSpecError(
             f"{field_name}: {raw!r} is or contains the container engine's socket, "
             "which would give the container root on the host"
-        )
-    if real == "/" or _is_within(os.path.realpath(host.home), real):
-        raise RunSpecError(
-            f"{field_name}: {raw!r} is the filesystem root or the whole home directory "
-            "(or above it); mount a specific subdirectory instead"
         )
     for system in SYSTEM_DIRS:
         if _is_within(real, system) or _is_within(system, real):
@@ -743,7 +749,7 @@ def _limits_max(value: Any, host: Host) -> dict[str, Any]:
         result["memory"] = parse_memory(value["memory"], "limits_max.memory")
     if value.get("cpus") is not None:
         # A ceiling may exceed this host's CPUs (one fleet-wide value); runs may not.
-        result["cpus"] = _parse_cpus(value["cpus"], CPUS_CEILING, None) / 1e9
+        result["cpus"] = _parse_cpus(value["cpus"], CPUS_CEILING, None, "limits_max.cpus") / 1e9
     if value.get("pids_limit") is not None:
         result["pids_limit"] = _parse_positive_int(
             value["pids_limit"], "limits_max.pids_limit", PIDS_MAX

@@ -1,0 +1,874 @@
+"""The run specification: every validation rule, and both adapter mappings (no engine)."""
+
+import os
+import socket
+
+import pytest
+from ansible_collections.kuatecno.devenv.plugins.module_utils import _runspec as rs
+from ansible_collections.kuatecno.devenv.plugins.module_utils._runspec import (
+    Host,
+    RunSpecError,
+    build_spec,
+    check_settings,
+    parse_memory,
+    validate_env,
+)
+
+CANARY = "canary-value-7f3a9"
+
+
+@pytest.fixture
+def home(tmp_path):
+    home = tmp_path / "home" / "alice"
+    (home / "Coding" / "proj").mkdir(parents=True)
+    (home / ".claude").mkdir()
+    (home / ".gitconfig").write_text("[user]\n")
+    return home
+
+
+@pytest.fixture
+def host(home):
+    return Host(uid=1000, gid=1000, login="alice", home=str(home), cpu_count=2, environ={})
+
+
+def spec_of(host, secrets=None, **settings):
+    return build_spec(settings, secrets=secrets, host=host)
+
+
+def error_of(host, secrets=None, **settings):
+    with pytest.raises(RunSpecError) as info:
+        build_spec(settings, secrets=secrets, host=host)
+    return str(info.value)
+
+
+def flag_values(argv, flag):
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+# ---------------------------------------------------------------- defaults and argv
+
+
+def test_defaults_map_to_the_full_docker_argv(host, home):
+    spec = spec_of(host, ssh="none")
+    argv = spec.docker_argv(tty=False, interactive=False)
+    assert argv[:2] == ["docker", "run"]
+    for flag in ("--rm", "--init", "--read-only"):
+        assert flag in argv
+    assert flag_values(argv, "--pull") == ["never"]
+    assert flag_values(argv, "--cap-drop") == ["ALL"]
+    assert flag_values(argv, "--security-opt") == ["no-new-privileges"]
+    assert flag_values(argv, "--memory") == [str(4 * 1024**3)]
+    assert flag_values(argv, "--memory-swap") == [str(4 * 1024**3)]
+    assert flag_values(argv, "--cpus") == ["2"]
+    assert flag_values(argv, "--pids-limit") == ["100"]
+    assert flag_values(argv, "--user") == ["1000:1000"]
+    assert flag_values(argv, "--workdir") == ["/app"]
+    assert flag_values(argv, "--log-driver") == ["none"]
+    assert flag_values(argv, "--tmpfs") == [
+        "/tmp:rw,nosuid,nodev,exec,size=1073741824",
+        "/home/dev:rw,nosuid,nodev,exec,size=1073741824,uid=1000,gid=1000,mode=0700",
+    ]
+    code = os.path.realpath(home / "Coding")
+    gitconfig = os.path.realpath(home / ".gitconfig")
+    assert flag_values(argv, "--mount") == [
+        f"type=bind,source={code},target=/app,bind-propagation=rprivate",
+        f"type=bind,source={gitconfig},target=/home/dev/.gitconfig,readonly,"
+        "bind-propagation=rprivate",
+    ]
+    assert "-v" not in argv and "--volume" not in argv
+    assert flag_values(argv, "--env") == ["HOME=/home/dev"]
+    assert flag_values(argv, "--label") == ["io.kuatecno.devenv.managed=true"]
+    for forbidden in ("--privileged", "--network", "--pid", "--ipc", "--uts", "--userns"):
+        assert forbidden not in argv
+    for forbidden in ("-p", "--publish", "--device", "--restart", "--cap-add"):
+        assert forbidden not in argv
+    assert argv[-3:] == ["--", "devenv:latest", "bash"]
+    assert spec.name.startswith("devenv-alice-")
+
+
+def test_default_mounts_are_code_rw_and_gitconfig_ro(host, home):
+    spec = spec_of(host, ssh="none")
+    mounts = {m.target: m for m in spec.mounts}
+    assert mounts["/app"].source == os.path.realpath(home / "Coding")
+    assert mounts["/app"].read_only is False
+    assert mounts["/home/dev/.gitconfig"].read_only is True
+    assert set(mounts) == {"/app", "/home/dev/.gitconfig"}
+
+
+@pytest.mark.parametrize(
+    ("tty", "interactive", "expected"),
+    [
+        (False, False, []),
+        (False, True, ["--interactive"]),
+        (True, True, ["--interactive", "--tty"]),
+        (True, False, ["--tty"]),
+    ],
+)
+def test_tty_and_interactive_flags(host, tty, interactive, expected):
+    argv = spec_of(host, ssh="none").docker_argv(tty=tty, interactive=interactive)
+    assert [a for a in argv if a in ("--interactive", "--tty", "-t", "-i", "-it")] == expected
+
+
+def test_docker_binary_and_command(host):
+    spec = spec_of(host, ssh="none", command=["claude", "--version"], image="devenv:1.2.3")
+    argv = spec.docker_argv(tty=False, interactive=False, docker="/usr/bin/docker")
+    assert argv[0] == "/usr/bin/docker"
+    assert argv[-4:] == ["--", "devenv:1.2.3", "claude", "--version"]
+
+
+def test_names_are_unique_and_safe(host):
+    names = {spec_of(host, ssh="none").name for _ in range(20)}
+    assert len(names) == 20
+    odd = Host(1000, 1000, "a b$c", host.home, 2, {})
+    assert build_spec({"ssh": "none"}, host=odd).name.startswith("devenv-a_b_c-")
+
+
+# ---------------------------------------------------------------- engine API body
+
+
+def test_engine_create_body(host, home):
+    spec = spec_of(
+        host,
+        ssh="none",
+        secrets={"API_KEY": CANARY},
+        labels={"io.kuatecno.devenv.test": "1"},
+        memory="512m",
+        cpus=1.5,
+        pids_limit=64,
+    )
+    body = spec.engine_create_body()
+    hc = body["HostConfig"]
+    assert body["Image"] == "devenv:latest"
+    assert body["Cmd"] == ["bash"]
+    assert body["User"] == "1000:1000"
+    assert body["WorkingDir"] == "/app"
+    assert body["Env"] == ["HOME=/home/dev", f"API_KEY={CANARY}"]
+    assert body["Labels"] == {"io.kuatecno.devenv.managed": "true", "io.kuatecno.devenv.test": "1"}
+    assert body["Tty"] is False and body["OpenStdin"] is False
+    assert hc["AutoRemove"] is True and hc["Init"] is True
+    assert hc["Privileged"] is False
+    assert hc["CapDrop"] == ["ALL"] and hc["CapAdd"] == []
+    assert hc["SecurityOpt"] == ["no-new-privileges"]
+    assert hc["ReadonlyRootfs"] is True
+    assert hc["Memory"] == hc["MemorySwap"] == 512 * 1024**2
+    assert hc["NanoCpus"] == 1_500_000_000
+    assert hc["PidsLimit"] == 64
+    assert hc["Devices"] == [] and hc["PortBindings"] == {} and hc["Binds"] == []
+    assert hc["PublishAllPorts"] is False
+    assert hc["RestartPolicy"] == {"Name": "no"}
+    assert hc["NetworkMode"] == "default"
+    assert hc["Tmpfs"]["/tmp"] == "rw,nosuid,nodev,exec,size=1073741824"
+    assert hc["Tmpfs"]["/home/dev"].endswith(",uid=1000,gid=1000,mode=0700")
+    app = next(m for m in hc["Mounts"] if m["Target"] == "/app")
+    assert app == {
+        "Type": "bind",
+        "Source": os.path.realpath(home / "Coding"),
+        "Target": "/app",
+        "ReadOnly": False,
+        "BindOptions": {"Propagation": "rprivate"},
+    }
+    assert all(m["Type"] == "bind" for m in hc["Mounts"])
+    for key in ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CapAdd"):
+        assert hc.get(key) in (None, [])
+
+
+def test_engine_body_interactive(host):
+    body = spec_of(host, ssh="none").engine_create_body(tty=True, interactive=True)
+    assert body["Tty"] is True and body["OpenStdin"] is True and body["AttachStdin"] is True
+
+
+# ---------------------------------------------------------------- secrets stay out of argv
+
+
+def test_secrets_only_by_name_on_the_command_line(host):
+    spec = spec_of(host, ssh="none", secrets={"API_KEY": CANARY}, env={"MODE": "fast"})
+    argv = spec.docker_argv(tty=True, interactive=True)
+    assert not any(CANARY in a for a in argv)
+    assert not any("fast" in a for a in argv)
+    assert "API_KEY" in flag_values(argv, "--env")
+    assert "MODE" in flag_values(argv, "--env")
+    assert spec.secret_env() == {"MODE": "fast", "API_KEY": CANARY}
+    assert spec.secret_names == ("MODE", "API_KEY")
+    assert CANARY not in repr(spec)
+    assert CANARY not in str(spec.describe())
+
+
+def test_secret_conflicting_with_env_is_refused(host):
+    message = error_of(host, ssh="none", secrets={"MODE": CANARY}, env={"MODE": "x"})
+    assert "MODE" in message and CANARY not in message
+
+
+# ---------------------------------------------------------------- env rules
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "1ABC",
+        "A-B",
+        "A B",
+        "A;B",
+        "A$B",
+        "A=B",
+        "-rf",
+        "",
+        "Ä",
+        "A\nB",
+        "PATH",
+        "HOME",
+        "USER",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "NODE_OPTIONS",
+        "SSH_AUTH_SOCK",
+        "INFISICAL_TOKEN",
+        "INFISICAL_ANYTHING",
+        "DOCKER_HOST",
+        "DOCKER_CONFIG",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "GODEBUG",
+    ],
+)
+def test_bad_or_reserved_env_names(name):
+    with pytest.raises(RunSpecError) as info:
+        validate_env({name: CANARY})
+    assert CANARY not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        CANARY + "\n",
+        "a\nb" + CANARY,
+        CANARY + "\r",
+        CANARY + "\x00",
+        "x" * (64 * 1024 + 1),
+        "é" * (32 * 1024 + 1),
+        5,
+        None,
+        ["x"],
+    ],
+)
+def test_bad_env_values_name_the_key_never_the_value(value):
+    with pytest.raises(RunSpecError) as info:
+        validate_env({"GOOD_NAME": value})
+    message = str(info.value)
+    assert "GOOD_NAME" in message
+    assert CANARY not in message and "xxxx" not in message
+
+
+@pytest.mark.parametrize(
+    "value", ["", "x", "a b c", "'quoted' \"too\"", "$HOME;rm -rf /", "=", "x" * 65536, "é"]
+)
+def test_good_env_values(value):
+    assert validate_env({"GOOD_NAME": value}) == {"GOOD_NAME": value}
+
+
+def test_env_duplicates_refused():
+    with pytest.raises(RunSpecError, match="A_KEY is defined twice"):
+        validate_env([("A_KEY", "1"), ("A_KEY", "2")])
+
+
+def test_env_total_size_bounded():
+    many = {f"K{i}": "x" * 60000 for i in range(20)}
+    with pytest.raises(RunSpecError, match="exceed 1 MiB"):
+        validate_env(many)
+
+
+@pytest.mark.parametrize("mapping", ["A=1", 5, [("A",)], [["A", "1", "2"]]])
+def test_env_shapes(mapping):
+    with pytest.raises(RunSpecError):
+        validate_env(mapping)
+
+
+def test_env_names_accepted():
+    ok = {"A": "1", "_X": "2", "ANTHROPIC_API_KEY": "3", "GOOGLE_API_KEY": "4", "lower_ok": "5"}
+    assert validate_env(ok) == ok
+
+
+# ---------------------------------------------------------------- limits
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("4g", 4 * 1024**3),
+        ("4G", 4 * 1024**3),
+        ("512m", 512 * 1024**2),
+        ("512M", 512 * 1024**2),
+        ("6m", 6 * 1024**2),
+        ("7000k", 7000 * 1024),
+        ("7340032b", 7340032),
+        ("7340032", 7340032),
+        (7340032, 7340032),
+        ("1.5g", int(1.5 * 1024**3)),
+        (" 2g ", 2 * 1024**3),
+    ],
+)
+def test_memory_units(text, expected):
+    assert parse_memory(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "g", "4x", "4gb", "4 gigs", "-1g", "0", "0m", "5m", "1k", "4t", True, None, 1.5]
+)
+def test_memory_rejected(text):
+    with pytest.raises(RunSpecError, match="memory"):
+        parse_memory(text)
+
+
+def test_memory_too_small_names_minimum(host):
+    assert "6m" in error_of(host, ssh="none", memory="1m")
+
+
+@pytest.mark.parametrize(
+    ("cpus", "nano"), [(2, 2_000_000_000), ("0.5", 500_000_000), (0.01, 10_000_000), (1.25, None)]
+)
+def test_cpus_accepted(host, cpus, nano):
+    spec = spec_of(host, ssh="none", cpus=cpus)
+    assert spec.nano_cpus == (nano or int(float(cpus) * 1e9))
+
+
+@pytest.mark.parametrize("cpus", [0, -1, 0.001, 3, "3", 2.01, "abc", "nan", "inf", True, [1]])
+def test_cpus_rejected_with_range(host, cpus):
+    assert "allowed: 0.01 to 2" in error_of(host, ssh="none", cpus=cpus)
+
+
+def test_default_cpus_fit_a_small_host(home):
+    small = Host(1000, 1000, "alice", str(home), 1, {})
+    assert build_spec({"ssh": "none"}, host=small).nano_cpus == 1_000_000_000
+    with pytest.raises(RunSpecError, match="more than this host's 1 CPUs"):
+        build_spec({"ssh": "none", "cpus": 2}, host=small)
+
+
+@pytest.mark.parametrize("pids", [0, -5, "0", "ten", 1.5, True, None, 4194305])
+def test_pids_rejected(host, pids):
+    settings = {"ssh": "none", "pids_limit": pids}
+    if pids is None:
+        # null means "the default"
+        assert build_spec(settings, host=host).pids_limit == 100
+        return
+    with pytest.raises(RunSpecError, match=r"pids_limit.*allowed: 1 to"):
+        build_spec(settings, host=host)
+
+
+@pytest.mark.parametrize("pids", [1, 100, "250", 4194304])
+def test_pids_accepted(host, pids):
+    assert spec_of(host, ssh="none", pids_limit=pids).pids_limit == int(pids)
+
+
+def test_swap_equals_memory_unless_set(host):
+    spec = spec_of(host, ssh="none", memory="1g")
+    assert spec.memory_swap == spec.memory == 1024**3
+    spec = spec_of(host, ssh="none", memory="1g", memory_swap="2g")
+    assert spec.memory_swap == 2 * 1024**3
+    assert "at least memory" in error_of(host, ssh="none", memory="1g", memory_swap="512m")
+    assert "memory_swap" in error_of(host, ssh="none", memory="1g", memory_swap="-1")
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({"memory": "9g"}, "allowed: 6m to 8g"),
+        ({"memory": "1g", "memory_swap": "9g"}, "maximum 8g"),
+        ({"cpus": 1.5}, "allowed: 0.01 to 1"),
+        ({"pids_limit": 201}, "allowed: 1 to 200"),
+    ],
+)
+def test_limits_max_is_a_ceiling(host, settings, fragment):
+    limits = {"memory": "8g", "cpus": 1, "pids_limit": 200}
+    message = error_of(host, ssh="none", limits_max=limits, **settings)
+    assert fragment in message
+
+
+def test_limits_max_may_exceed_the_host_but_runs_may_not(host):
+    spec = spec_of(host, ssh="none", cpus=2, limits_max={"cpus": 16, "memory": "64g"})
+    assert spec.nano_cpus == 2_000_000_000
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"memory": "1x"}, {"cpus": 0}, {"pids_limit": -1}, {"disk": "1g"}, "8g", [1]],
+)
+def test_bad_limits_max(host, limits):
+    assert "limits_max" in error_of(host, ssh="none", limits_max=limits)
+
+
+# ---------------------------------------------------------------- image, command
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "devenv",
+        "devenv:latest",
+        "devenv:1.2.3",
+        "devenv-test/debian:13",
+        "registry.local:5000/team/devenv:1.0",
+        "localhost/devenv@sha256:" + "a" * 64,
+        "my_org/dev__env:v1.0-rc.1",
+    ],
+)
+def test_good_images(host, image):
+    assert spec_of(host, ssh="none", image=image).image == image
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "",
+        "Devenv",
+        "devenv:",
+        "devenv:tag with space",
+        "-devenv",
+        "--privileged",
+        "devenv;rm",
+        "devenv:" + "x" * 129,
+        "dev env",
+        "devenv@sha256:short",
+        "a//b",
+        5,
+        ["devenv"],
+    ],
+)
+def test_bad_images(host, image):
+    assert "image" in error_of(host, ssh="none", image=image)
+
+
+@pytest.mark.parametrize("command", ["bash -l", [], [1], ["ok", "x\x00"], {"a": 1}])
+def test_bad_commands(host, command):
+    settings = {"ssh": "none", "command": command}
+    if command == []:
+        # empty means "the default command"
+        assert build_spec(settings, host=host).command == ("bash",)
+        return
+    with pytest.raises(RunSpecError, match="command"):
+        build_spec(settings, host=host)
+
+
+# ---------------------------------------------------------------- mount sources
+
+
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        ("/var/run/docker.sock", "engine's socket"),
+        ("/run/docker.sock", "engine's socket"),
+        ("/", "filesystem root"),
+        ("/etc", "system directory"),
+        ("/etc/ssh", "system directory"),
+        ("/usr/bin", "system directory"),
+        ("/boot", "system directory"),
+        ("/dev", "system directory"),
+        ("/proc", "system directory"),
+        ("/sys", "system directory"),
+        ("/lib", "system directory"),
+        ("/run", "engine's socket"),
+        ("/var/run", "engine's socket"),
+        ("/var", "system directory /var/run"),
+        ("/root", "system directory"),
+        ("relative/path", "absolute path"),
+        ("~bob/x", "only ~"),
+        ("/srv/a,b", "','"),
+        ("/srv/a=b", "'='"),
+        ('/srv/a"b', "'\"'"),
+        ("/srv/a\nb", "control character"),
+        ("/srv/a\tb", "control character"),
+        ("/srv/a\x7fb", "control character"),
+        ("", "host path"),
+    ],
+)
+def test_refused_mount_sources(host, source, fragment):
+    message = error_of(host, ssh="none", mounts=[{"source": source, "target": "/data"}])
+    assert "mounts[0].source" in message
+    assert fragment in message
+
+
+def test_home_and_above_refused(host, home):
+    for source in (str(home), str(home.parent), "~", "~/"):
+        message = error_of(host, ssh="none", mounts=[{"source": source, "target": "/data"}])
+        assert "whole home directory" in message
+    assert "whole home" in error_of(host, ssh="none", code_dir="~")
+
+
+def test_docker_socket_through_a_symlink_refused(host, home):
+    (home / "sock").symlink_to("/var/run/docker.sock")
+    (home / "varrun").symlink_to("/var/run")
+    for name in ("sock", "varrun"):
+        message = error_of(host, ssh="none", mounts=[{"source": f"~/{name}", "target": "/d"}])
+        assert "engine's socket" in message
+
+
+def test_docker_host_socket_and_directory_holding_it_refused(home, tmp_path):
+    rundir = tmp_path / "rootless"
+    rundir.mkdir()
+    sock = rundir / "docker.sock"
+    sock.write_text("")
+    env = {"DOCKER_HOST": f"unix://{rundir / 'engine.sock'}"}
+    alice = Host(1000, 1000, "alice", str(home), 2, env)
+    for source in (str(rundir), str(rundir / "engine.sock"), str(sock)):
+        with pytest.raises(RunSpecError, match="engine's socket"):
+            build_spec({"ssh": "none", "mounts": [{"source": source, "target": "/d"}]}, host=alice)
+
+
+def test_symlink_to_system_dir_refused(host, home):
+    (home / "etc-link").symlink_to("/etc")
+    message = error_of(host, ssh="none", mounts=[{"source": "~/etc-link", "target": "/d"}])
+    assert "system directory /etc" in message
+
+
+def test_missing_source_is_an_error(host, home):
+    message = error_of(host, ssh="none", mounts=[{"source": "~/nope", "target": "/data"}])
+    assert "does not exist" in message
+    assert "code_dir" in error_of(host, ssh="none", code_dir="~/missing")
+    (home / "file").write_text("x")
+    assert "not a directory" in error_of(host, ssh="none", code_dir="~/file")
+
+
+def test_resolved_source_is_used(host, home):
+    (home / "link").symlink_to(home / "Coding" / "proj")
+    spec = spec_of(host, ssh="none", mounts=[{"source": "~/link", "target": "/data"}])
+    data = next(m for m in spec.mounts if m.target == "/data")
+    assert data.source == os.path.realpath(home / "Coding" / "proj")
+    assert data.read_only is True
+
+
+def test_extra_mount_can_be_writable(host):
+    spec = spec_of(
+        host, ssh="none", mounts=[{"source": "~/Coding/proj", "target": "/w", "read_only": False}]
+    )
+    assert [m.read_only for m in spec.mounts if m.target == "/w"] == [False]
+
+
+@pytest.mark.parametrize(
+    ("target", "fragment"),
+    [
+        ("/", "system directory"),
+        ("/proc", "system directory"),
+        ("/proc/x", "system directory"),
+        ("/sys/fs", "system directory"),
+        ("/dev", "system directory"),
+        ("/etc/x", "system directory"),
+        ("/usr/local", "system directory"),
+        ("data", "absolute"),
+        ("/data/../etc", ".."),
+        ("/a,b", "','"),
+        ("/a:b", "':'"),
+        ("/a\nb", "control"),
+        ("/app", "used twice"),
+        ("/home/dev", "used twice"),
+        ("/tmp", "used twice"),
+    ],
+)
+def test_refused_mount_targets(host, target, fragment):
+    message = error_of(host, ssh="none", mounts=[{"source": "~/Coding/proj", "target": target}])
+    assert fragment in message
+
+
+@pytest.mark.parametrize(
+    "mounts",
+    [
+        "x",
+        [{"target": "/d"}],
+        [{"source": "~/Coding/proj"}],
+        [{"source": "~/Coding/proj", "target": "/d", "ro": True}],
+        [{"source": "~/Coding/proj", "target": "/d", "read_only": "yes"}],
+        ["~/Coding/proj:/d"],
+    ],
+)
+def test_malformed_mounts(host, mounts):
+    assert "mounts" in error_of(host, ssh="none", mounts=mounts)
+
+
+def test_duplicate_targets(host):
+    mounts = [
+        {"source": "~/Coding/proj", "target": "/d"},
+        {"source": "~/.claude", "target": "/d/"},
+    ]
+    assert "used twice" in error_of(host, ssh="none", mounts=mounts)
+
+
+# ---------------------------------------------------------------- credentials
+
+
+def test_credentials_read_only_into_home(host, home):
+    (home / ".gemini").mkdir()
+    creds = [
+        {"source": "~/.claude", "target": ".claude"},
+        {"source": "~/.gemini", "target": "cfg/.gemini", "required": True},
+        {"source": "~/.claude.json", "target": ".claude.json", "required": False},
+    ]
+    spec = spec_of(host, ssh="none", credentials=creds)
+    mounts = {m.target: m for m in spec.mounts}
+    assert mounts["/home/dev/.claude"].read_only is True
+    assert mounts["/home/dev/cfg/.gemini"].read_only is True
+    assert "/home/dev/.claude.json" not in mounts
+    assert any("~/.claude.json does not exist" in n for n in spec.notices)
+
+
+def test_credential_target_defaults_to_basename(host):
+    spec = spec_of(host, ssh="none", credentials=[{"source": "~/.claude"}])
+    assert "/home/dev/.claude" in {m.target for m in spec.mounts}
+
+
+@pytest.mark.parametrize(
+    ("item", "fragment"),
+    [
+        ({"source": "~/.missing", "target": ".m", "required": True}, "does not exist"),
+        ({"source": "~/.claude", "target": "/abs"}, "relative to the container HOME"),
+        ({"source": "~/.claude", "target": "../escape"}, ".."),
+        ({"source": "~/.claude", "target": ".c", "required": "yes"}, "required"),
+        ({"source": "~/.claude", "target": ".c", "read_only": False}, "unknown key"),
+        ({"source": "/etc/passwd", "target": ".p"}, "system directory"),
+        ({"target": ".c"}, "source"),
+    ],
+)
+def test_bad_credentials(host, item, fragment):
+    message = error_of(host, ssh="none", credentials=[item])
+    assert "credentials[0]" in message
+    assert fragment in message
+
+
+def test_gitconfig_optional_and_disabled(host, home):
+    (home / ".gitconfig").unlink()
+    assert all(m.target != "/home/dev/.gitconfig" for m in spec_of(host, ssh="none").mounts)
+    (home / ".gitconfig").write_text("")
+    spec = spec_of(host, ssh="none", gitconfig=None)
+    assert all(m.target != "/home/dev/.gitconfig" for m in spec.mounts)
+
+
+# ---------------------------------------------------------------- ssh
+
+
+@pytest.fixture
+def agent_socket(tmp_path):
+    path = tmp_path / "agent.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    yield path
+    server.close()
+
+
+def test_ssh_auto_prefers_a_running_agent(home, agent_socket):
+    (home / ".ssh").mkdir()
+    alice = Host(1000, 1000, "alice", str(home), 2, {"SSH_AUTH_SOCK": str(agent_socket)})
+    spec = build_spec({}, host=alice)
+    assert spec.ssh == "agent"
+    agent = next(m for m in spec.mounts if m.target == "/run/devenv/ssh-agent.sock")
+    assert agent.source == os.path.realpath(agent_socket) and agent.read_only
+    assert ("SSH_AUTH_SOCK", "/run/devenv/ssh-agent.sock") in spec.plain_env
+    assert all(m.target != "/home/dev/.ssh" for m in spec.mounts)
+
+
+def test_ssh_auto_falls_back_to_keys_then_none(host, home):
+    assert spec_of(host).ssh == "none"
+    stale = Host(1000, 1000, "alice", str(home), 2, {"SSH_AUTH_SOCK": str(home / "gone")})
+    assert build_spec({}, host=stale).ssh == "none"
+    (home / ".ssh").mkdir()
+    spec = build_spec({}, host=stale)
+    assert spec.ssh == "keys"
+    keys = next(m for m in spec.mounts if m.target == "/home/dev/.ssh")
+    assert keys.read_only is True
+    assert all(name != "SSH_AUTH_SOCK" for name, _ in spec.plain_env)
+
+
+def test_ssh_explicit_modes_need_their_source(host, home):
+    assert "SSH_AUTH_SOCK is not set" in error_of(host, ssh="agent")
+    assert "~/.ssh" in error_of(host, ssh="keys")
+    (home / "not-a-socket").write_text("")
+    plain = Host(1000, 1000, "alice", str(home), 2, {"SSH_AUTH_SOCK": str(home / "not-a-socket")})
+    with pytest.raises(RunSpecError, match="not a socket"):
+        build_spec({"ssh": "agent"}, host=plain)
+
+
+def test_ssh_agent_pointing_at_docker_socket_refused(home):
+    evil = Host(1000, 1000, "alice", str(home), 2, {"SSH_AUTH_SOCK": "/var/run/docker.sock"})
+    with pytest.raises(RunSpecError, match="engine's socket"):
+        build_spec({"ssh": "agent"}, host=evil)
+
+
+@pytest.mark.parametrize("mode", ["yes", "", "AGENT", 1, True])
+def test_ssh_bad_mode(host, mode):
+    assert "ssh" in error_of(host, ssh=mode)
+
+
+# ---------------------------------------------------------------- user
+
+
+def test_root_needs_an_explicit_option(home):
+    root = Host(0, 0, "root", str(home), 2, {})
+    with pytest.raises(RunSpecError, match="invoking user is root"):
+        build_spec({"ssh": "none"}, host=root)
+    spec = build_spec({"ssh": "none", "run_as_root": True}, host=root)
+    assert spec.user == "0:0"
+    assert any("run_as_root" in w for w in spec.warnings)
+
+
+def test_run_as_root_warns(host):
+    spec = spec_of(host, ssh="none", run_as_root=True)
+    assert spec.user == "0:0" and spec.warnings
+    assert spec_of(host, ssh="none").warnings == ()
+
+
+@pytest.mark.parametrize("value", ["yes", 1, "true"])
+def test_run_as_root_must_be_boolean(host, value):
+    assert "run_as_root" in error_of(host, ssh="none", run_as_root=value)
+
+
+def test_explicit_numeric_user(host):
+    spec = spec_of(host, ssh="none", user="4242:4343")
+    assert spec.user == "4242:4343"
+    assert "uid=4242,gid=4343" in dict(spec.tmpfs)["/home/dev"]
+
+
+@pytest.mark.parametrize("user", ["nosuchuser-xyz", "", 5, "1:2:3x"])
+def test_bad_user(host, user):
+    assert "user" in error_of(host, ssh="none", user=user)
+
+
+# ---------------------------------------------------------------- paths inside
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({"workdir": "app"}, "absolute"),
+        ({"workdir": "/etc"}, "must be inside"),
+        ({"workdir": "/app/../etc"}, ".."),
+        ({"workdir": "/app/a:b"}, "':'"),
+        ({"container_home": "/"}, "cannot be used as HOME"),
+        ({"container_home": "/app"}, "cannot be used as HOME"),
+        ({"container_home": "/tmp"}, "cannot be used as HOME"),
+        ({"container_home": "/etc/dev"}, "cannot be used as HOME"),
+        ({"container_home": "/home/a,b"}, "','"),
+        ({"home_size": "1x"}, "home_size"),
+        ({"tmp_size": "0"}, "tmp_size"),
+        ({"read_only_rootfs": "false"}, "read_only_rootfs"),
+    ],
+)
+def test_container_side_rules(host, settings, fragment):
+    assert fragment in error_of(host, ssh="none", **settings)
+
+
+@pytest.mark.parametrize("workdir", ["/app", "/app/proj", "/home/dev", "/tmp", "/app/x/"])
+def test_workdir_accepted(host, workdir):
+    assert spec_of(host, ssh="none", workdir=workdir).workdir == workdir.rstrip("/")
+
+
+def test_writable_root_filesystem_switch(host):
+    spec = spec_of(host, ssh="none", read_only_rootfs=False)
+    assert "--read-only" not in spec.docker_argv(tty=False, interactive=False)
+    assert spec.engine_create_body()["HostConfig"]["ReadonlyRootfs"] is False
+
+
+# ---------------------------------------------------------------- labels, settings shape
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"Io.Upper": "1"},
+        {"bad key": "1"},
+        {"-x": "1"},
+        {"a..b": "1"},
+        {"io.kuatecno.devenv.managed": "false"},
+        {"ok.key": "multi\nline"},
+        {"ok.key": 1},
+        {"": "1"},
+        ["io.x=1"],
+    ],
+)
+def test_bad_labels(host, labels):
+    assert "labels" in error_of(host, ssh="none", labels=labels)
+
+
+def test_extra_labels_pass_through(host):
+    spec = spec_of(host, ssh="none", labels={"io.kuatecno.devenv.test": "1", "team": "a=b"})
+    labels = flag_values(spec.docker_argv(tty=False, interactive=False), "--label")
+    assert labels == [
+        "io.kuatecno.devenv.managed=true",
+        "io.kuatecno.devenv.test=1",
+        "team=a=b",
+    ]
+
+
+def test_unknown_keys_refused(host):
+    assert "unknown key(s) memroy" in error_of(host, memroy="4g")
+    with pytest.raises(RunSpecError, match="mapping"):
+        build_spec(["image"], host=host)
+
+
+def test_per_user_overrides(host, home):
+    (home / "other").mkdir()
+    users = {"alice": {"code_dir": "~/other", "ssh": "none"}, "bob": {"code_dir": "/nowhere"}}
+    spec = spec_of(host, users=users)
+    assert next(m for m in spec.mounts if m.target == "/app").source == os.path.realpath(
+        home / "other"
+    )
+    assert "cannot be set per user" in error_of(host, users={"alice": {"memory": "1g"}})
+    assert "users" in error_of(host, users=["alice"])
+
+
+def test_null_means_default(host):
+    spec = spec_of(host, ssh="none", memory=None, cpus=None, image=None)
+    assert (spec.memory, spec.nano_cpus, spec.image) == (4 * 1024**3, 2 * 10**9, "devenv:latest")
+
+
+# ---------------------------------------------------------------- static check of a file
+
+
+def test_check_settings_accepts_the_documented_example():
+    check_settings(
+        {
+            "image": "devenv:latest",
+            "memory": "4g",
+            "memory_swap": None,
+            "cpus": 2,
+            "pids_limit": 100,
+            "limits_max": {"memory": "8g", "cpus": 2, "pids_limit": 200},
+            "ssh": "auto",
+            "read_only_rootfs": True,
+            "run_as_root": False,
+            "code_dir": "~/Coding",
+            "workdir": "/app",
+            "container_home": "/home/dev",
+            "credentials": [{"source": "~/.claude", "target": ".claude", "required": False}],
+            "gitconfig": "~/.gitconfig",
+            "mounts": [{"source": "/srv/data", "target": "/data", "read_only": True}],
+            "secrets": {"provider": "infisical", "project_id": "p"},
+            "users": {"alice": {"code_dir": "/srv/alice/code", "gitconfig": None}},
+        },
+        cpu_count=2,
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({"memory": "9g", "limits_max": {"memory": "8g"}}, "allowed: 6m to 8g"),
+        ({"cpus": 4}, "more than this host's 2 CPUs"),
+        ({"image": "Bad"}, "image"),
+        ({"ssh": "maybe"}, "ssh"),
+        ({"code_dir": "relative"}, "absolute"),
+        ({"code_dir": "/etc"}, "system directory"),
+        ({"mounts": [{"source": "/", "target": "/d"}]}, "system directory"),
+        ({"mounts": [{"source": "/srv", "target": "/proc"}]}, "system directory"),
+        ({"credentials": [{"source": "~/.c", "target": "/abs"}]}, "relative"),
+        ({"users": {"bob": {"pids_limit": 5}}}, "cannot be set per user"),
+        ({"users": {"bob": {"ssh": "x"}}}, "ssh"),
+        ({"users": {"bob": {"mounts": [{"source": "/usr", "target": "/u"}]}}}, "users.bob.mounts"),
+        ({"env": {"PATH": "/x"}}, "reserved"),
+        ({"labels": {"Bad": "1"}}, "labels"),
+        ({"typo": 1}, "unknown key"),
+    ],
+)
+def test_check_settings_rejects(settings, fragment):
+    with pytest.raises(RunSpecError) as info:
+        check_settings(settings, cpu_count=2)
+    assert fragment in str(info.value)
+
+
+def test_module_is_stdlib_only():
+    source = open(rs.__file__, encoding="utf-8").read()
+    assert "ansible" not in source.split('"""', 2)[2].replace("ansible-playbook", "")

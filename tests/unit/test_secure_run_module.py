@@ -405,6 +405,13 @@ def test_run_message_names_the_unexpected_status(rc, expected, message):
     assert sr._run_message(result, expected) == message
 
 
+def test_a_sigkill_without_oom_report_points_at_the_memory_limit():
+    result = {"rc": 137, "timed_out": False, "oom_killed": False}
+    message = sr._run_message(result, [0], 32 * 1024**2)
+    assert "most likely" in message and "memory limit (32m)" in message
+    assert sr._run_message(result, [0, 137], 32 * 1024**2) == "command exited with 137"
+
+
 def test_missing_sdk_gives_a_clear_message(monkeypatch):
     monkeypatch.setattr(sr, "HAS_DOCKER_SDK", False)
     with pytest.raises(sr.SecureRunError, match="pip install docker"):

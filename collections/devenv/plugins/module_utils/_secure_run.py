@@ -47,10 +47,12 @@ from ansible_collections.kuatecno.devenv.plugins.module_utils import _infisical
 from ansible_collections.kuatecno.devenv.plugins.module_utils._runspec import (
     RunSpecError,
     build_spec,
+    format_memory,
 )
 
 REDACTED = "**REDACTED**"
 DEFAULT_API_TIMEOUT = 60
+SIGKILL_STATUS = 128 + 9
 # After the command ends the daemon removes the container; this bounds that wait.
 _REMOVAL_GRACE = 30
 # Seconds the watchdog keeps looking for a container whose create request was in flight.
@@ -510,12 +512,19 @@ def _fetch(settings, infisical):
     return _infisical.fetch_secrets(settings, environ=environ)
 
 
-def _run_message(result, expected):
+def _run_message(result, expected, memory=None):
     rc = result["rc"]
+    limit = f" ({format_memory(memory)})" if memory else ""
     if result["timed_out"]:
         return "the command did not finish within the timeout; the container was killed"
     if result["oom_killed"]:
-        return f"memory limit reached: the engine killed the command (exit status {rc})"
+        return f"memory limit reached{limit}: the engine killed the command (exit status {rc})"
+    if rc == SIGKILL_STATUS and rc not in expected:
+        # Some engines (cgroup v1 on recent kernels) never report OOMKilled.
+        return (
+            f"the command was killed (exit status {rc}, SIGKILL), most likely because it "
+            f"reached the memory limit{limit}; the engine did not confirm an out-of-memory kill"
+        )
     if rc not in expected:
         return "command exited with {} (expected {})".format(rc, ", ".join(map(str, expected)))
     return f"command exited with {rc}"
@@ -561,6 +570,6 @@ def execute(module):
         module.fail_json(msg=str(exc), ran=False, spec=planned(spec))
 
     expected = params["expected_rc"]
-    msg = _run_message(result, expected)
+    msg = _run_message(result, expected, spec.memory)
     failed = result["timed_out"] or result["rc"] not in expected
     module.exit_json(changed=True, failed=failed, ran=True, msg=msg, spec=planned(spec), **result)

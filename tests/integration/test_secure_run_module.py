@@ -1,0 +1,472 @@
+"""The secure_run module against the real engine (base image devenv-test/debian:13).
+
+Each test runs the module the way Ansible does on a host - the module file with a JSON
+arguments file, or ansible-playbook for what users see - and checks the outcome on the
+engine with an independent `docker inspect`, and from inside the container.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / "collections/devenv/plugins/modules/secure_run.py"
+STAND_IN = ROOT / "tests/support/infisical"
+IMAGE = "devenv-test/debian:13"
+TEST_LABEL = "io.kuatecno.devenv.test"
+RUN_LABEL = "io.kuatecno.devenv.testrun"
+UID = GID = 1000
+SENSITIVE = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr")
+
+# Reports, from inside the container, what the security notes ask to be checked there.
+PROBE = r"""
+import errno, json, os, sys, time
+def read(path):
+    try:
+        with open(path) as handle:
+            return handle.read().strip()
+    except OSError as exc:
+        return "error " + errno.errorcode.get(exc.errno, str(exc.errno))
+def write(path):
+    try:
+        with open(path, "w") as handle:
+            handle.write("x")
+        return "ok"
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+status = dict(
+    line.split(":", 1) for line in read("/proc/self/status").splitlines() if ":" in line
+)
+with open("/app/created-inside", "w") as handle:
+    handle.write("x")
+home = os.environ["HOME"]
+print(json.dumps({
+    "NoNewPrivs": status["NoNewPrivs"].strip(),
+    "CapEff": status["CapEff"].strip(),
+    "CapPrm": status["CapPrm"].strip(),
+    "Seccomp": status["Seccomp"].strip(),
+    "uid": os.getuid(),
+    "gid": os.getgid(),
+    "home": home,
+    "pids_max": read("/sys/fs/cgroup/pids/pids.max"),
+    "memory": read("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+    "memsw": read("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"),
+    "cfs_quota": read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+    "cfs_period": read("/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+    "write_ro_mount": write("/data/new-file"),
+    "write_credential": write(home + "/.claude.json"),
+    "write_rootfs": write("/etc/devenv-probe"),
+    "write_home": write(home + "/probe"),
+    "write_tmp": write("/tmp/probe"),
+}), flush=True)
+time.sleep(float(sys.argv[1]))
+"""
+
+
+def docker(*args, check=True):
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=60, check=check
+    ).stdout
+
+
+def containers(run_id, *, all_states=True):
+    flags = ["-a"] if all_states else []
+    return docker("ps", *flags, "-q", "--filter", f"label={RUN_LABEL}={run_id}").split()
+
+
+def wait_until(predicate, timeout, step=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+@pytest.fixture
+def run_id():
+    """A label value of this test's own; its containers are removed afterwards."""
+    value = uuid.uuid4().hex[:12]
+    yield value
+    ids = containers(value)
+    if ids:
+        docker("rm", "-f", *ids, check=False)
+
+
+@pytest.fixture
+def code_dir(tmp_path):
+    path = tmp_path / "code"
+    path.mkdir()
+    os.chown(path, UID, GID)
+    return path
+
+
+def base_args(run_id, code_dir, **extra):
+    args = {
+        "image": IMAGE,
+        "code_dir": str(code_dir),
+        "user": f"{UID}:{GID}",
+        "labels": {TEST_LABEL: "1", RUN_LABEL: run_id},
+        "timeout": 60,
+    }
+    args.update(extra)
+    return args
+
+
+def module_command(tmp_path, args, *, check_mode=False):
+    """The module run as Ansible runs it on a host: the file and a JSON arguments file."""
+    payload = dict(args)
+    if check_mode:
+        payload["_ansible_check_mode"] = True
+    path = tmp_path / f"args-{uuid.uuid4().hex[:8]}.json"
+    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "collections"))
+    return [sys.executable, str(MODULE), str(path)], env
+
+
+def run_module(tmp_path, args, *, check_mode=False, timeout=120):
+    argv, env = module_command(tmp_path, args, check_mode=check_mode)
+    proc = subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"module output is not JSON: {proc.stdout!r} {proc.stderr!r}")
+
+
+def run_playbook(tmp_path, task_args, *options, env=None):
+    playbook = [
+        {
+            "name": "Secure run test",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Run the command in a devenv container",
+                    "kuatecno.devenv.secure_run": task_args,
+                    "register": "result",
+                },
+                {"name": "Show the result", "ansible.builtin.debug": {"var": "result"}},
+            ],
+        }
+    ]
+    path = tmp_path / "playbook.yml"
+    path.write_text(yaml.safe_dump(playbook))
+    run_env = dict(env or os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), *options, str(path)],
+        cwd=ROOT,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def inspect(container_id):
+    return json.loads(docker("inspect", container_id))[0]
+
+
+# ---------------------------------------------------------------- runtime properties
+
+
+def assert_runtime_properties(info, *, memory):
+    """Every runtime property of security-notes.md, on one `docker inspect` result."""
+    host = info["HostConfig"]
+    config = info["Config"]
+    assert host["Privileged"] is False
+    assert "ALL" in (host["CapDrop"] or [])
+    assert not host["CapAdd"]
+    assert "no-new-privileges" in (host["SecurityOpt"] or [])
+    assert not any("unconfined" in opt for opt in host["SecurityOpt"] or [])
+    assert host["Memory"] == memory
+    assert host["MemorySwap"] == host["Memory"]
+    assert host["NanoCpus"] > 0
+    assert host["PidsLimit"] not in (None, 0, -1)
+    for key in ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode"):
+        assert host.get(key, "") != "host", key
+    sources = [m["Source"] for m in info["Mounts"]]
+    assert not any(s.endswith("docker.sock") for s in sources)
+    assert not set(sources) & set(SENSITIVE)
+    assert {m["Propagation"] for m in info["Mounts"] if m["Type"] == "bind"} == {"rprivate"}
+    assert not host["Devices"]
+    assert not host["PortBindings"]
+    assert not info["NetworkSettings"]["Ports"]
+    assert host["RestartPolicy"]["Name"] in ("", "no")
+    assert host["AutoRemove"] is True
+    assert config["User"] not in ("", "0", "root", "0:0")
+    assert not config["User"].startswith(("0:", "root:"))
+    assert host["ReadonlyRootfs"] is True
+    assert host["Init"] is True
+
+
+def test_runtime_properties_on_the_running_container_and_inside(tmp_path, run_id, code_dir):
+    data = tmp_path / "data"
+    data.mkdir()
+    credential = tmp_path / "claude.json"
+    credential.write_text("{}")
+    memory = 256 * 1024 * 1024
+    args = base_args(
+        run_id,
+        code_dir,
+        command=["python3", "-c", PROBE, "4"],
+        memory="256m",
+        cpus=1.5,
+        pids_limit=64,
+        mounts=[{"source": str(data), "target": "/data"}],
+        credentials=[{"source": str(credential), "target": ".claude.json", "required": True}],
+    )
+    argv, env = module_command(tmp_path, args)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        ids = wait_until(lambda: containers(run_id, all_states=False), 20)
+        assert ids, "the container did not start"
+        running = inspect(ids[0])  # independent of the module, while it runs
+        assert running["State"]["Running"] is True
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    result = json.loads(out)
+    assert result["rc"] == 0, result
+    assert result["ran"] is True and result["removed"] is True
+
+    assert_runtime_properties(running, memory=memory)
+    assert running["HostConfig"]["NanoCpus"] == 1_500_000_000
+    assert running["HostConfig"]["PidsLimit"] == 64
+    assert running["Config"]["User"] == f"{UID}:{GID}"
+    modes = {m["Destination"]: m["RW"] for m in running["Mounts"]}
+    assert modes == {"/app": True, "/data": False, "/home/dev/.claude.json": False}
+
+    # The module's read-back is the engine's own view of the same container.
+    read_back = result["container"]
+    assert read_back["id"] == running["Id"]
+    for key in ("CapDrop", "SecurityOpt", "Memory", "MemorySwap", "NanoCpus", "PidsLimit",
+                "ReadonlyRootfs", "AutoRemove", "Privileged", "Mounts", "Tmpfs"):  # fmt: skip
+        assert read_back["host_config"][key] == running["HostConfig"][key], key
+    assert read_back["config"]["User"] == running["Config"]["User"]
+
+    inside = json.loads(result["stdout"])
+    assert inside["NoNewPrivs"] == "1"
+    assert int(inside["CapEff"], 16) == 0 and int(inside["CapPrm"], 16) == 0
+    assert inside["Seccomp"] == "2"  # filter mode: the default profile is on
+    assert (inside["uid"], inside["gid"]) == (UID, GID)
+    assert inside["pids_max"] == "64"
+    assert inside["memory"] == str(memory)
+    assert inside["memsw"] == str(memory)
+    assert int(inside["cfs_quota"]) == int(inside["cfs_period"]) * 3 // 2
+    assert inside["write_ro_mount"] == "EROFS"
+    assert inside["write_credential"] == "EROFS"
+    assert inside["write_rootfs"] == "EROFS"
+    assert inside["write_home"] == "ok" and inside["write_tmp"] == "ok"
+    created = code_dir / "created-inside"
+    assert (created.stat().st_uid, created.stat().st_gid) == (UID, GID)
+    assert not containers(run_id)
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def test_infisical_canary_reaches_the_container_and_never_the_output(tmp_path, run_id, code_dir):
+    seed = uuid.uuid4().hex
+    canary = "cnry" + hashlib.sha256(seed.encode()).hexdigest()[:28]
+    token = "tok-" + uuid.uuid4().hex
+    record = tmp_path / "infisical-call.json"
+    show = (
+        "import hashlib, os; v = os.environ['DEVENV_CANARY']; "
+        "print(hashlib.sha256(v.encode()).hexdigest()); print(v)"
+    )
+    task = base_args(
+        run_id,
+        code_dir,
+        command=["python3", "-c", show],
+        infisical={
+            "project_id": "proj-1",
+            "environment": "dev",
+            "binary": str(STAND_IN),
+            "token": token,
+        },
+    )
+    env = dict(
+        os.environ, DEVENV_FAKE_INFISICAL_SEED=seed, DEVENV_FAKE_INFISICAL_RECORD=str(record)
+    )
+    env.pop("INFISICAL_TOKEN", None)
+    proc = run_playbook(tmp_path, task, "-vvv", env=env)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    # Reached the container: it printed the value's hash (and the value, masked by Ansible).
+    assert hashlib.sha256(canary.encode()).hexdigest() in output
+    assert canary not in output
+    assert token not in output
+    call = json.loads(record.read_text())
+    assert call["token_in_env"] is True and call["token_on_cmdline"] is False
+    assert token not in " ".join(call["argv"])
+    assert "--format=json" in call["argv"]
+    assert not containers(run_id)
+
+
+def test_engine_unreachable_is_reported_before_secrets_are_fetched(tmp_path, run_id, code_dir):
+    record = tmp_path / "infisical-call.json"
+    os.environ["DEVENV_FAKE_INFISICAL_RECORD"] = str(record)
+    try:
+        result = run_module(
+            tmp_path,
+            base_args(
+                run_id,
+                code_dir,
+                command=["true"],
+                docker_host=f"unix://{tmp_path}/no-engine.sock",
+                infisical={"project_id": "proj-1", "binary": str(STAND_IN), "token": "t"},
+            ),
+        )
+    finally:
+        del os.environ["DEVENV_FAKE_INFISICAL_RECORD"]
+    assert result["failed"] is True and result["ran"] is False
+    assert "unreachable" in result["msg"]
+    assert not record.exists()  # Infisical was never asked
+
+
+def test_infisical_failure_starts_nothing(tmp_path, run_id, code_dir, monkeypatch):
+    monkeypatch.setenv("DEVENV_FAKE_INFISICAL_MODE", "fail")
+    result = run_module(
+        tmp_path,
+        base_args(
+            run_id,
+            code_dir,
+            command=["true"],
+            infisical={"project_id": "proj-1", "binary": str(STAND_IN), "token": "t"},
+        ),
+    )
+    assert result["failed"] is True and result["ran"] is False
+    assert "Infisical failed" in result["msg"]
+    assert "junk" not in json.dumps(result)
+    assert not containers(run_id)
+
+
+# ---------------------------------------------------------------- faults and outcomes
+
+
+def test_killed_module_leaves_no_container_once_the_command_ends(tmp_path, run_id, code_dir):
+    argv, env = module_command(tmp_path, base_args(run_id, code_dir, command=["sleep", "3"]))
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: containers(run_id, all_states=False), 20)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    assert containers(run_id), "the command should still be running after the kill"
+    assert wait_until(lambda: not containers(run_id), 20), "container left behind"
+
+
+def test_terminated_module_stops_and_removes_its_container(tmp_path, run_id, code_dir):
+    argv, env = module_command(tmp_path, base_args(run_id, code_dir, command=["sleep", "60"]))
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert wait_until(lambda: containers(run_id, all_states=False), 20)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    result = json.loads(out)
+    assert result["failed"] is True and "interrupted by signal" in result["msg"]
+    assert wait_until(lambda: not containers(run_id), 20), "container left behind"
+
+
+def test_watchdog_removes_a_created_container_when_the_module_dies_before_start(run_id):
+    from ansible_collections.kuatecno.devenv.plugins.module_utils import _secure_run
+
+    name = f"devenv-test-{run_id}"
+    watchdog = _secure_run._start_watchdog(None, name)
+    docker("create", "--label", f"{TEST_LABEL}=1", "--label", f"{RUN_LABEL}={run_id}",
+           "--name", name, IMAGE, "true")  # fmt: skip
+    assert containers(run_id)
+    watchdog.stdin.close()  # what the death of the module does to the pipe: EOF, no "done"
+    watchdog.wait(30)
+    assert not containers(run_id), "the never-started container was left behind"
+
+
+def test_missing_image_fails_clearly_without_pulling(tmp_path, run_id, code_dir):
+    image = f"devenv-test/absent-{run_id}:1"
+    since = docker("info", "--format", "{{.SystemTime}}").strip()
+    result = run_module(tmp_path, base_args(run_id, code_dir, image=image, command=["true"]))
+    until = docker("info", "--format", "{{.SystemTime}}").strip()
+    assert result["failed"] is True and result["ran"] is False
+    assert "never pulled" in result["msg"] and image in result["msg"]
+    pulls = docker(
+        "events", "--since", since, "--until", until, "--filter", "type=image",
+        "--filter", "event=pull", "--format", "{{.Actor.ID}}",
+    )  # fmt: skip
+    assert image not in pulls
+    assert not docker("images", "-q", image).strip()
+    assert not containers(run_id)
+
+
+@pytest.mark.parametrize(
+    ("expected_rc", "failed"), [([0], True), ([0, 3], False)], ids=["unexpected", "expected"]
+)
+def test_exit_status_against_expected_rc(tmp_path, run_id, code_dir, expected_rc, failed):
+    args = base_args(
+        run_id, code_dir, command=["sh", "-c", "echo out; echo err >&2; exit 3"],
+        expected_rc=expected_rc,
+    )  # fmt: skip
+    result = run_module(tmp_path, args)
+    assert result["rc"] == 3 and result["ran"] is True
+    assert result.get("failed", False) is failed
+    assert (result["stdout"], result["stderr"]) == ("out\n", "err\n")
+    assert not containers(run_id)
+
+
+def test_memory_hog_is_killed_and_reported(tmp_path, run_id, code_dir):
+    args = base_args(run_id, code_dir, memory="32m", command=["sh", "-c", "tail /dev/zero"])
+    result = run_module(tmp_path, args)
+    assert result["failed"] is True and result["rc"] == 137
+    # This engine (cgroup v1 on a recent kernel) does not always report OOMKilled; the
+    # module then says the kill most likely came from the memory limit, naming it.
+    assert "memory limit" in result["msg"] and "32m" in result["msg"]
+    assert not containers(run_id)
+
+
+def test_output_is_bounded_and_the_timeout_kills(tmp_path, run_id, code_dir):
+    args = base_args(
+        run_id, code_dir, output_limit=1000, timeout=3,
+        command=["sh", "-c", "head -c 5000 /dev/zero | tr '\\0' a; sleep 60"],
+    )  # fmt: skip
+    started = time.monotonic()
+    result = run_module(tmp_path, args)
+    assert time.monotonic() - started < 30
+    assert result["failed"] is True and result["timed_out"] is True
+    assert result["stdout"] == "a" * 1000 and result["stdout_truncated"] is True
+    assert wait_until(lambda: not containers(run_id), 20)
+
+
+def test_check_mode_through_ansible_runs_nothing(tmp_path, run_id, code_dir):
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    task = base_args(run_id, code_dir, command=["gemini", "--version"])
+    proc = run_playbook(tmp_path, task, "--check", env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    # The JSON report, then the task timing that ansible.cfg enables.
+    report, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{") :])
+    tasks = report["plays"][0]["tasks"]
+    result = tasks[0]["hosts"]["localhost"]
+    assert result["ran"] is False and result["changed"] is True
+    assert result["spec"]["body"]["Cmd"] == ["gemini", "--version"]
+    assert result["spec"]["body"]["HostConfig"]["AutoRemove"] is True
+    assert "rc" not in result
+    assert not containers(run_id)

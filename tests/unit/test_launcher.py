@@ -1,0 +1,625 @@
+"""The devenv launcher without an engine: command line, configuration layers, order of
+the steps, engine checks against a fake socket, the docker child, the installed layout."""
+
+import ast
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+from ansible_collections.kuatecno.devenv.plugins.module_utils import _infisical
+from ansible_collections.kuatecno.devenv.plugins.module_utils import _launcher as la
+from ansible_collections.kuatecno.devenv.plugins.module_utils._launcher import (
+    LaunchError,
+    UsageError,
+    effective_config,
+    parse_run_args,
+)
+from ansible_collections.kuatecno.devenv.plugins.module_utils._runspec import Host
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE_UTILS = ROOT / "collections" / "devenv" / "plugins" / "module_utils"
+STAND_IN = str(ROOT / "tests" / "support" / "infisical")
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+import install_launcher  # noqa: E402
+
+
+@pytest.fixture
+def home(tmp_path):
+    home = tmp_path / "home" / "alice"
+    (home / "Coding" / "proj" / "sub").mkdir(parents=True)
+    return home
+
+
+@pytest.fixture
+def host(home):
+    return Host(uid=1000, gid=1000, login="alice", home=str(home), cpu_count=2, environ={})
+
+
+@pytest.fixture
+def system_file(tmp_path, monkeypatch):
+    path = tmp_path / "etc" / "config.json"
+    path.parent.mkdir()
+    monkeypatch.setenv("DEVENV_CONFIG", str(path))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    return path
+
+
+def write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+# ---------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize(
+    ("args", "options", "flags", "command"),
+    [
+        ([], {}, {}, []),
+        (["--dry-run"], {"dry_run": True}, {}, []),
+        (["--no-secrets", "--", "ls", "-la"], {"no_secrets": True}, {}, ["ls", "-la"]),
+        (["ls", "--dry-run"], {}, {}, ["ls", "--dry-run"]),
+        (["--memory", "1g", "--cpus=0.5", "true"], {}, {"memory": "1g", "cpus": "0.5"}, ["true"]),
+        (
+            ["--image=devenv:2", "--pids-limit", "50"],
+            {},
+            {"image": "devenv:2", "pids_limit": "50"},
+            [],
+        ),
+        (["--workdir", "/app/x", "--", "--weird"], {}, {"workdir": "/app/x"}, ["--weird"]),
+        (["-h"], {"help": True}, {}, []),
+        (["--", "--"], {}, {}, ["--"]),
+    ],
+)
+def test_parse_run_args(args, options, flags, command):
+    got_options, got_flags, got_command = parse_run_args(args)
+    expected = {"dry_run": False, "no_secrets": False, "help": False}
+    expected.update(options)
+    assert (got_options, got_flags, got_command) == (expected, flags, command)
+
+
+@pytest.mark.parametrize(
+    "args", [["--memory"], ["--bogus"], ["-v", "x"], ["--dry-run=yes"], ["--privileged", "ls"]]
+)
+def test_parse_run_args_rejects(args):
+    with pytest.raises(UsageError):
+        parse_run_args(args)
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "stream", "fragment"),
+    [
+        ([], 2, "err", "usage: devenv run"),
+        (["--help"], 0, "out", "usage: devenv run"),
+        (["frobnicate"], 2, "err", "unknown command 'frobnicate'"),
+        (["run", "--bogus"], 2, "err", "unknown option '--bogus'"),
+        (["run", "--help"], 0, "out", "--dry-run"),
+        (["config", "--check"], 2, "err", "exactly one FILE"),
+        (["config", "extra"], 2, "err", "unknown argument"),
+    ],
+)
+def test_main_usage(capsys, argv, code, stream, fragment):
+    assert la.main(argv) == code
+    captured = capsys.readouterr()
+    assert fragment in (captured.out if stream == "out" else captured.err)
+
+
+# ---------------------------------------------------------------- configuration layers
+
+
+def test_layers_and_sources(system_file, host, home):
+    write(
+        system_file,
+        {
+            "image": "devenv:1",
+            "memory": "2g",
+            "limits_max": {"memory": "8g"},
+            "secrets": {"project_id": "p", "environment": "dev"},
+            "users": {"alice": {"code_dir": "/srv/alice"}, "bob": {"code_dir": "/srv/bob"}},
+        },
+    )
+    write(
+        home / ".config" / "devenv" / "config.json",
+        {"memory": "3g", "ssh": "none", "secrets": {"environment": "staging"}},
+    )
+    settings, sources = effective_config({"memory": "1g", "cpus": "1"}, host, os.environ)
+    assert settings["image"] == "devenv:1"
+    assert sources["image"] == f"system file {system_file}"
+    assert settings["code_dir"] == "/srv/alice"
+    assert sources["code_dir"] == f"system file {system_file} (users.alice)"
+    assert settings["ssh"] == "none" and sources["ssh"].startswith("user file ")
+    assert settings["memory"] == "1g" and sources["memory"] == "flag"
+    assert settings["secrets"] == {"project_id": "p", "environment": "staging"}
+    assert sources["pids_limit"] == "default" and "pids_limit" not in settings
+    assert "users" not in settings and "users" not in sources
+
+
+def test_missing_files_mean_defaults(system_file, host):
+    settings, sources = effective_config({}, host, os.environ)
+    assert settings == {}
+    assert set(sources.values()) == {"default"}
+
+
+@pytest.mark.parametrize("key", ["limits_max", "users"])
+def test_user_file_cannot_set_admin_keys(system_file, host, home, key):
+    write(home / ".config" / "devenv" / "config.json", {key: {}})
+    with pytest.raises(LaunchError, match="only be set by the administrator"):
+        effective_config({}, host, os.environ)
+
+
+def test_xdg_config_home(system_file, host, tmp_path):
+    write(tmp_path / "xdg" / "devenv" / "config.json", {"memory": "5g"})
+    settings, _ = effective_config(
+        {}, host, dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
+    )
+    assert settings["memory"] == "5g"
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [("{not json", "not valid JSON"), ("[1]", "expected a JSON object")],
+)
+def test_bad_system_file(system_file, host, content, fragment):
+    system_file.write_text(content)
+    with pytest.raises(LaunchError, match=fragment) as info:
+        effective_config({}, host, os.environ)
+    assert info.value.code == 2
+
+
+def test_bad_users_entry(system_file, host):
+    write(system_file, {"users": {"alice": {"memory": "9g"}}})
+    with pytest.raises(LaunchError, match="cannot be set per user"):
+        effective_config({}, host, os.environ)
+
+
+def test_flag_above_admin_limit_refused(system_file, host, home, capsys, monkeypatch):
+    write(system_file, {"limits_max": {"memory": "2g"}, "ssh": "none"})
+    monkeypatch.setattr(Host, "current", classmethod(lambda cls: host))
+    assert la.main(["run", "--dry-run", "--memory", "3g", "true"]) == 2
+    assert "allowed: 6m to 2g" in capsys.readouterr().err
+
+
+def test_workdir_follows_the_current_directory(host, home, monkeypatch):
+    monkeypatch.chdir(home / "Coding" / "proj" / "sub")
+    settings, sources = {}, {"workdir": "default"}
+    la._default_workdir(settings, sources, host)
+    assert settings["workdir"] == "/app/proj/sub"
+    assert sources["workdir"] == "current directory"
+    monkeypatch.chdir(home)
+    settings, sources = {}, {"workdir": "default"}
+    la._default_workdir(settings, sources, host)
+    assert settings == {}
+    settings, sources = {"workdir": "/tmp"}, {"workdir": "flag"}
+    monkeypatch.chdir(home / "Coding" / "proj")
+    la._default_workdir(settings, sources, host)
+    assert settings["workdir"] == "/tmp"
+
+
+def test_config_command_shows_sources(system_file, host, home, capsys, monkeypatch):
+    write(system_file, {"memory": "2g", "ssh": "none"})
+    monkeypatch.setattr(Host, "current", classmethod(lambda cls: host))
+    assert la.main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert f'memory            "2g"  (system file {system_file})' in out
+    assert "pids_limit        100  (default)" in out
+    assert "# resolved: user 1000:1000, ssh none, workdir /app" in out
+
+
+def test_config_command_reports_an_unusable_configuration(system_file, host, capsys, monkeypatch):
+    write(system_file, {"code_dir": "/nonexistent-dir"})
+    monkeypatch.setattr(Host, "current", classmethod(lambda cls: host))
+    assert la.main(["config"]) == 2
+    assert "cannot start a run" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- config --check (the role)
+
+
+def test_check_file(tmp_path, capsys):
+    good = tmp_path / "good.json"
+    write(good, {"memory": "4g", "limits_max": {"memory": "8g"}, "secrets": None})
+    assert la.main(["config", "--check", str(good)]) == 0
+    for data, fragment in [
+        ({"memory": "9g", "limits_max": {"memory": "8g"}}, "allowed: 6m to 8g"),
+        ({"secrets": {"project_id": ""}}, "project_id"),
+        ({"mounts": [{"source": "/var/run/docker.sock", "target": "/s"}]}, "system directory"),
+    ]:
+        bad = tmp_path / "bad.json"
+        write(bad, data)
+        assert la.main(["config", "--check", str(bad)]) == 2
+        assert fragment in capsys.readouterr().err
+    assert la.main(["config", "--check", str(tmp_path / "missing.json")]) == 2
+
+
+# ---------------------------------------------------------------- the order of a run
+
+
+@pytest.fixture
+def run_env(system_file, host, home, tmp_path, monkeypatch):
+    """A launcher run whose engine check and docker start are recorded, not done."""
+    write(
+        system_file,
+        {
+            "image": "devenv-test/debian:13",
+            "ssh": "none",
+            "labels": {"io.kuatecno.devenv.test": "1"},
+            "secrets": {"project_id": "p", "binary": STAND_IN},
+        },
+    )
+    monkeypatch.setattr(Host, "current", classmethod(lambda cls: host))
+    monkeypatch.chdir(home)
+    for key, value in {
+        "INFISICAL_TOKEN": "tok-xyz",
+        "INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN": "tok-ua",
+        "DEVENV_FAKE_INFISICAL_MODE": "ok",
+        "DEVENV_FAKE_INFISICAL_SEED": "launcher-seed",
+        "DEVENV_FAKE_INFISICAL_RECORD": str(tmp_path / "record.json"),
+    }.items():
+        monkeypatch.setenv(key, value)
+    calls = []
+
+    def fake_check(image, environ, home_dir):
+        calls.append(("engine", image))
+
+    def fake_run(argv, env, spec):
+        calls.append(("docker", list(argv), dict(env)))
+        return 7
+
+    monkeypatch.setattr(la, "check_engine", fake_check)
+    monkeypatch.setattr(la, "run_docker", fake_run)
+    return calls, tmp_path / "record.json"
+
+
+def canary():
+    return "cnry" + hashlib.sha256(b"launcher-seed").hexdigest()[:28]
+
+
+def test_run_passes_secrets_only_through_the_environment(run_env):
+    calls, record = run_env
+    assert la.main(["run", "--", "env"]) == 7
+    assert [c[0] for c in calls] == ["engine", "docker"]
+    _, argv, env = calls[1]
+    assert not any(canary() in a for a in argv)
+    assert "DEVENV_CANARY" in argv and "DEVENV_PLAIN" in argv
+    assert env["DEVENV_CANARY"] == canary()
+    assert not any(k.startswith("INFISICAL_") for k in env)
+    assert json.loads(record.read_text())["token_on_cmdline"] is False
+    assert argv[-2:] == ["devenv-test/debian:13", "env"]
+
+
+def test_engine_checked_before_secrets(run_env, monkeypatch, capsys):
+    _, record = run_env
+
+    def down(image, environ, home_dir):
+        raise LaunchError("the Docker engine is not reachable")
+
+    monkeypatch.setattr(la, "check_engine", down)
+    assert la.main(["run", "true"]) == 125
+    assert not record.exists()
+    assert "not reachable" in capsys.readouterr().err
+
+
+def test_invalid_spec_stops_before_anything(run_env, capsys):
+    calls, record = run_env
+    assert la.main(["run", "--memory", "1x", "true"]) == 2
+    assert calls == [] and not record.exists()
+    assert "Nothing was started" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["fail", "malformed", "bad-name", "multiline", "empty"])
+def test_secret_failures_start_nothing(run_env, monkeypatch, capsys, mode):
+    calls, _ = run_env
+    monkeypatch.setenv("DEVENV_FAKE_INFISICAL_MODE", mode)
+    assert la.main(["run", "true"]) == 125
+    assert [c[0] for c in calls] == ["engine"]
+    err = capsys.readouterr().err
+    assert "secrets:" in err and "Nothing was started" in err
+    assert canary() not in err
+
+
+def test_no_secrets_skips_the_fetch(run_env):
+    calls, record = run_env
+    assert la.main(["run", "--no-secrets", "true"]) == 7
+    assert not record.exists()
+    assert "DEVENV_CANARY" not in calls[1][1]
+
+
+def test_dry_run_prints_names_never_values(run_env, capsys):
+    calls, _ = run_env
+    assert la.main(["run", "--dry-run", "--", "sh", "-c", "echo hi"]) == 0
+    out = capsys.readouterr().out
+    assert calls == []
+    assert canary() not in out
+    first, second = out.splitlines()
+    assert first.startswith("docker run --rm --init --pull never ")
+    assert first.endswith("-- devenv-test/debian:13 sh -c 'echo hi'")
+    assert "--env DEVENV_CANARY" in first
+    assert second.endswith("DEVENV_CANARY DEVENV_PLAIN")
+
+
+def test_ctrl_c_during_fetch_exits_130(run_env, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_infisical, "fetch_secrets", interrupted)
+    calls, _ = run_env
+    assert la.main(["run", "true"]) == 130
+    assert [c[0] for c in calls] == ["engine"]
+    assert "interrupted" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the engine
+
+
+@pytest.mark.parametrize(
+    ("environ", "config", "expected"),
+    [
+        ({}, None, "/var/run/docker.sock"),
+        ({"DOCKER_HOST": "unix:///run/user/1000/docker.sock"}, None, "/run/user/1000/docker.sock"),
+        ({"DOCKER_HOST": "tcp://127.0.0.1:2375"}, None, None),
+        ({"DOCKER_HOST": "ssh://box"}, None, None),
+        ({"DOCKER_CONTEXT": "remote"}, None, None),
+        ({}, {"currentContext": "desktop-linux"}, None),
+        ({}, {"currentContext": "default"}, "/var/run/docker.sock"),
+        ({}, "not json", "/var/run/docker.sock"),
+    ],
+)
+def test_engine_socket(tmp_path, environ, config, expected):
+    if config is not None:
+        (tmp_path / ".docker").mkdir()
+        text = config if isinstance(config, str) else json.dumps(config)
+        (tmp_path / ".docker" / "config.json").write_text(text)
+    assert la._engine_socket(environ, str(tmp_path)) == expected
+
+
+class FakeEngine:
+    """A unix-socket HTTP server answering /_ping and /images/<ref>/json."""
+
+    def __init__(self, path, images, ping=200):
+        self.path, self.images, self.ping = str(path), images, ping
+        self.requests = []
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(self.path)
+        self.server.listen(8)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                request = conn.recv(4096).decode()
+                target = request.split(" ")[1]
+                self.requests.append(target)
+                if target == "/_ping":
+                    status = self.ping
+                else:
+                    status = 200 if target[len("/images/") : -len("/json")] in self.images else 404
+                conn.sendall(f"HTTP/1.0 {status} X\r\nContent-Length: 2\r\n\r\nOK".encode())
+
+    def close(self):
+        self.server.close()
+
+
+def test_check_engine_ok_and_image_missing(tmp_path):
+    engine = FakeEngine(tmp_path / "d.sock", {"devenv:1"})
+    try:
+        env = {"DOCKER_HOST": f"unix://{engine.path}"}
+        la.check_engine("devenv:1", env, str(tmp_path))
+        with pytest.raises(LaunchError) as info:
+            la.check_engine("devenv:2", env, str(tmp_path))
+        assert "ansible-playbook playbooks/site.yml --tags image" in str(info.value)
+        assert "never pulls" in str(info.value)
+        assert engine.requests == [
+            "/_ping",
+            "/images/devenv:1/json",
+            "/_ping",
+            "/images/devenv:2/json",
+        ]
+    finally:
+        engine.close()
+
+
+def test_check_engine_not_ready(tmp_path):
+    engine = FakeEngine(tmp_path / "d.sock", set(), ping=500)
+    try:
+        with pytest.raises(LaunchError, match="not ready"):
+            la.check_engine("devenv:1", {"DOCKER_HOST": f"unix://{engine.path}"}, str(tmp_path))
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("kind", ["missing", "dead"])
+def test_check_engine_unreachable(tmp_path, kind):
+    path = tmp_path / "dead.sock"
+    if kind == "dead":
+        socket.socket(socket.AF_UNIX).bind(str(path))  # bound, never listening
+    with pytest.raises(LaunchError) as info:
+        la.check_engine("devenv:1", {"DOCKER_HOST": f"unix://{path}"}, str(tmp_path))
+    assert "not reachable" in str(info.value) and "no secrets were fetched" in str(info.value)
+    assert info.value.code == 125
+
+
+# ---------------------------------------------------------------- the docker child
+
+
+FAKE_DOCKER = """\
+#!/bin/sh
+# Fake docker CLI: `run` behaves as told by FAKE_RUN; `events` reports an OOM if FAKE_OOM.
+if [ "$1" = events ]; then
+    [ -n "$FAKE_OOM" ] && echo oom
+    exit 0
+fi
+printf '%s\\n' "$@" > "$FAKE_DIR/argv"
+env > "$FAKE_DIR/env"
+case "$FAKE_RUN" in
+    exit*) exit "${FAKE_RUN#exit}" ;;
+    selfkill) kill -TERM $$ ;;
+    trap) trap 'echo got-term > "$FAKE_DIR/term"; exit 143' TERM
+          echo ready > "$FAKE_DIR/ready"
+          while :; do sleep 0.05; done ;;
+esac
+"""
+
+DRIVER = """\
+import sys
+sys.path.insert(0, {lib!r})
+from devenv_lib import _launcher, _runspec
+spec = _runspec.build_spec(
+    {{"ssh": "none", "code_dir": {code!r}, "memory": "64m"}},
+    host=_runspec.Host(1000, 1000, "alice", {home!r}, 2, {{}}),
+)
+env = dict(__import__("os").environ, SECRET_X="value-x")
+sys.exit(_launcher.run_docker(["docker", "run", "x"], env, spec))
+"""
+
+
+@pytest.fixture
+def driver(tmp_path, home):
+    prefix = tmp_path / "prefix"
+    install_launcher.install(prefix)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "docker").write_text(FAKE_DOCKER)
+    (fake / "docker").chmod(0o755)
+    script = tmp_path / "driver.py"
+    script.write_text(
+        DRIVER.format(
+            lib=str(prefix / "lib" / "devenv"),
+            code=str(home / "Coding"),
+            home=str(home),
+        )
+    )
+
+    def start(mode, oom=False):
+        env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", FAKE_RUN=mode)
+        env["FAKE_DIR"] = str(tmp_path)
+        if oom:
+            env["FAKE_OOM"] = "1"
+        return subprocess.Popen(
+            [sys.executable, "-IB", str(script)], env=env, stderr=subprocess.PIPE, text=True
+        )
+
+    return start, tmp_path
+
+
+@pytest.mark.parametrize(
+    ("mode", "oom", "code", "fragment"),
+    [
+        ("exit0", False, 0, None),
+        ("exit3", False, 3, None),
+        ("exit137", True, 137, "reached its memory limit (64m)"),
+        ("exit137", False, 137, "killed (SIGKILL)"),
+        ("exit1", True, 1, "reached its memory limit"),
+        ("selfkill", False, -signal.SIGTERM, None),
+    ],
+)
+def test_run_docker_exit_status(driver, mode, oom, code, fragment):
+    start, tmp = driver
+    proc = start(mode, oom)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == code
+    if fragment:
+        assert fragment in err
+    else:
+        assert "memory" not in err
+    assert "SECRET_X=value-x" in (tmp / "env").read_text()
+
+
+def test_run_docker_forwards_sigterm(driver):
+    start, tmp = driver
+    proc = start("trap")
+    for _ in range(200):
+        if (tmp / "ready").exists():
+            break
+        threading.Event().wait(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 143
+    assert (tmp / "term").read_text().strip() == "got-term"
+
+
+# ---------------------------------------------------------------- the installed layout
+
+
+def test_one_file_list_shared_with_the_role():
+    role_vars = ROOT / "collections/devenv/roles/devenv_launcher/vars/main.yml"
+    if not role_vars.exists():
+        pytest.skip("the devenv_launcher role is not there yet")
+    files = yaml.safe_load(role_vars.read_text())["_devenv_launcher_lib_files"]
+    assert tuple(files) == la.LAUNCHER_FILES
+    assert install_launcher.launcher_files() == la.LAUNCHER_FILES
+    for name in la.LAUNCHER_FILES:
+        assert (MODULE_UTILS / name).is_file()
+
+
+def test_install_layout_and_lean_start(tmp_path):
+    program = install_launcher.install(tmp_path / "p", "/usr/bin/python3")
+    lib = tmp_path / "p" / "lib" / "devenv" / "devenv_lib"
+    for name in la.LAUNCHER_FILES:
+        assert (lib / name).read_bytes() == (MODULE_UTILS / name).read_bytes()
+    assert program.read_text().startswith("#!/usr/bin/python3 -IB\n")
+    done = subprocess.run([str(program), "--help"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and "devenv run" in done.stdout
+    probe = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(lib.parent)!r})
+        import devenv_lib._launcher
+        heavy = ("subprocess", "socket", "shlex", "argparse", "devenv_lib._infisical",
+                 "ansible", "threading", "asyncio")
+        print(sorted(m for m in heavy if m in sys.modules))
+        """
+    )
+    done = subprocess.run(
+        ["/usr/bin/python3", "-IB", "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_role_check_code_runs_against_the_installed_library(tmp_path):
+    """The devenv_launcher role validates its file with main(['config', '--check', FILE])."""
+    install_launcher.install(tmp_path / "p")
+    good = tmp_path / "c.json"
+    write(good, {"image": "devenv:latest", "memory": "4g"})
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from devenv_lib._launcher import main; sys.exit(main(['config', '--check', sys.argv[2]]))"
+    )
+    lib_root = str(tmp_path / "p" / "lib" / "devenv")
+    ok = subprocess.run([sys.executable, "-IB", "-c", code, lib_root, str(good)], check=False)
+    assert ok.returncode == 0
+    write(good, {"memory": "1x"})
+    bad = subprocess.run(
+        [sys.executable, "-IB", "-c", code, lib_root, str(good)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "memory" in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["_runspec.py", "_infisical.py", "_launcher.py"])
+def test_python39_syntax_and_stdlib_only(name):
+    source = (MODULE_UTILS / name).read_text(encoding="utf-8")
+    tree = ast.parse(source, feature_version=(3, 9))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots = {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            roots = {node.module.split(".")[0]}
+        else:
+            continue
+        assert roots <= set(sys.stdlib_module_names), roots

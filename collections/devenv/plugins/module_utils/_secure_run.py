@@ -67,7 +67,10 @@ name = sys.stdin.readline().strip()
 state = sys.stdin.readline().strip()
 if name and state != "done":
     import docker
-    api = docker.APIClient(base_url=sys.argv[1] or None, version="auto", timeout=30)
+    kwargs = docker.utils.kwargs_from_env()
+    if sys.argv[1]:
+        kwargs["base_url"] = sys.argv[1]
+    api = docker.APIClient(version="auto", timeout=30, **kwargs)
     deadline = time.monotonic() + float(sys.argv[2])
     while True:
         try:
@@ -98,7 +101,11 @@ def connect(docker_host=None, api_timeout=DEFAULT_API_TIMEOUT):
         raise SecureRunError(missing_sdk_message())
     base_url = docker_host or os.environ.get("DOCKER_HOST") or None
     try:
-        return docker.APIClient(base_url=base_url, version="auto", timeout=api_timeout)
+        # DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH as the docker CLI reads them.
+        kwargs = docker.utils.kwargs_from_env()
+        if docker_host:
+            kwargs["base_url"] = docker_host
+        return docker.APIClient(version="auto", timeout=api_timeout, **kwargs)
     except docker_errors.DockerException as exc:
         raise SecureRunError(
             f"the Docker engine at {base_url or 'the default socket'} is unreachable ({exc}); "
@@ -207,7 +214,7 @@ def _start_watchdog(docker_host, name):
                 sys.executable,
                 "-c",
                 _WATCHDOG,
-                docker_host or os.environ.get("DOCKER_HOST") or "",
+                docker_host or "",
                 str(_WATCHDOG_SEARCH),
             ],
             stdin=subprocess.PIPE,

@@ -255,7 +255,8 @@ options:
   docker_host:
     description:
       - The engine's address (C(unix:///var/run/docker.sock), C(tcp://...)). Defaults to
-        E(DOCKER_HOST) or the local socket.
+        E(DOCKER_HOST) or the local socket; E(DOCKER_TLS_VERIFY) and E(DOCKER_CERT_PATH)
+        are read as the docker CLI reads them.
     type: str
 notes:
   - Environment variables are visible to the container's processes and to anyone who can

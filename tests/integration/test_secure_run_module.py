@@ -470,3 +470,15 @@ def test_check_mode_through_ansible_runs_nothing(tmp_path, run_id, code_dir):
     assert result["spec"]["body"]["HostConfig"]["AutoRemove"] is True
     assert "rc" not in result
     assert not containers(run_id)
+
+
+def test_without_code_dir_a_fresh_directory_is_mounted_and_removed(tmp_path, run_id, code_dir):
+    """What an image check needs: no host directory, yet a writable /app."""
+    args = base_args(run_id, code_dir, command=["sh", "-c", "touch /app/x && ls -A /app"])
+    del args["code_dir"]
+    result = run_module(tmp_path, args)
+    assert result["rc"] == 0, result
+    assert result["stdout"] == "x\n"
+    source = next(m["Source"] for m in result["container"]["mounts"] if m["Destination"] == "/app")
+    assert source != str(code_dir)
+    assert not Path(source).exists(), "the scratch code directory was left behind"

@@ -24,9 +24,11 @@ which no handler sees, a small detached watchdog (``_WATCHDOG``) removes it by n
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -539,8 +541,22 @@ def _run_message(result, expected, memory=None):
 
 def execute(module):
     """Validate, (in check mode) report the plan, else fetch secrets and run. Never returns."""
+    scratch = None
+    if not module.params.get("code_dir"):
+        # No code directory given: a fresh empty one, so nothing of the host is writable.
+        scratch = tempfile.mkdtemp(prefix="devenv-secure-run-")
+    try:
+        _execute(module, scratch)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _execute(module, scratch):
     params = module.params
     settings = settings_from_params(params)
+    if scratch:
+        settings["code_dir"] = scratch
     given = dict(params.get("secrets") or {})
     try:
         spec = build_spec(settings, secrets=given)
@@ -553,6 +569,8 @@ def execute(module):
         module.exit_json(
             changed=True, ran=False, spec=planned(spec), msg="check mode: nothing was run"
         )
+    if scratch and os.geteuid() == 0:
+        os.chown(scratch, spec.uid, spec.gid)
 
     try:
         # Engine and image first: nothing is fetched for a run that cannot start.

@@ -72,8 +72,9 @@ options:
     description:
       - The host directory mounted read-write at C(/app); it must exist. It is the only
         writable host path of the run.
-      - The run specification's default is C(~/Coding) of the user the command runs as
-        on the target host.
+      - Without it, a fresh empty temporary directory is mounted there (owned by the user
+        the command runs as) and removed after the run, so nothing of the host is
+        writable.
     type: path
   container_home:
     description:

@@ -149,7 +149,7 @@ def run_module(tmp_path, args, *, check_mode=False, timeout=120):
         pytest.fail(f"module output is not JSON: {proc.stdout!r} {proc.stderr!r}")
 
 
-def run_playbook(tmp_path, task_args, *options, env=None):
+def playbook_command(tmp_path, task_args, *options, env=None):
     playbook = [
         {
             "name": "Secure run test",
@@ -168,15 +168,57 @@ def run_playbook(tmp_path, task_args, *options, env=None):
     path = tmp_path / "playbook.yml"
     path.write_text(yaml.safe_dump(playbook))
     run_env = dict(env or os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    argv = [str(Path(sys.executable).with_name("ansible-playbook")), *options, str(path)]
+    return argv, run_env
+
+
+def run_playbook(tmp_path, task_args, *options, env=None):
+    argv, run_env = playbook_command(tmp_path, task_args, *options, env=env)
     return subprocess.run(
-        [str(Path(sys.executable).with_name("ansible-playbook")), *options, str(path)],
-        cwd=ROOT,
-        env=run_env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+        argv, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=180, check=False
     )
+
+
+def command_lines_holding(*needles):
+    """Processes whose command line holds one of the needles."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(needle.encode() in cmdline for needle in needles):
+            found.append(entry.name)
+    return found
+
+
+def files_holding(roots, *needles):
+    """Regular files under the roots whose content holds one of the needles."""
+    found = []
+    for root in roots:
+        for directory, _dirs, names in os.walk(root):
+            for name in names:
+                path = os.path.join(directory, name)
+                try:
+                    if os.path.islink(path) or os.path.getsize(path) > 16 * 1024 * 1024:
+                        continue
+                    data = Path(path).read_bytes()
+                except OSError:
+                    continue  # removed meanwhile, or not a regular file
+                if any(needle.encode() in data for needle in needles):
+                    found.append(path)
+    return found
+
+
+def ansible_temp_dirs(tmp_path):
+    """Where Ansible and the module write while a task runs on localhost (and this
+    test's own directory)."""
+    return [
+        Path.home() / ".ansible/tmp",
+        *Path("/tmp").glob("ansible*"),
+        *Path("/tmp").glob("devenv-secure-run-*"),
+        tmp_path,
+    ]
 
 
 def inspect(container_id):
@@ -284,13 +326,15 @@ def test_runtime_properties_on_the_running_container_and_inside(tmp_path, run_id
 
 
 def test_infisical_canary_reaches_the_container_and_never_the_output(tmp_path, run_id, code_dir):
+    """A canary fetched through the Infisical stand-in reaches the container's environment
+    and appears on no command line, in no file and not in Ansible's -vvv output."""
     seed = uuid.uuid4().hex
     canary = "cnry" + hashlib.sha256(seed.encode()).hexdigest()[:28]
     token = "tok-" + uuid.uuid4().hex
     record = tmp_path / "infisical-call.json"
     show = (
-        "import hashlib, os; v = os.environ['DEVENV_CANARY']; "
-        "print(hashlib.sha256(v.encode()).hexdigest()); print(v)"
+        "import hashlib, os, time; v = os.environ['DEVENV_CANARY']; "
+        "print(hashlib.sha256(v.encode()).hexdigest()); print(v, flush=True); time.sleep(2)"
     )
     task = base_args(
         run_id,
@@ -300,15 +344,32 @@ def test_infisical_canary_reaches_the_container_and_never_the_output(tmp_path, r
             "project_id": "proj-1",
             "environment": "dev",
             "binary": str(STAND_IN),
-            "token": token,
+            # From the controller's environment, as from a vault: not in the playbook file.
+            "token": "{{ lookup('ansible.builtin.env', 'DEVENV_TEST_MODULE_TOKEN') }}",
         },
     )
     env = dict(
-        os.environ, DEVENV_FAKE_INFISICAL_SEED=seed, DEVENV_FAKE_INFISICAL_RECORD=str(record)
+        os.environ,
+        DEVENV_TEST_MODULE_TOKEN=token,
+        DEVENV_FAKE_INFISICAL_SEED=seed,
+        DEVENV_FAKE_INFISICAL_RECORD=str(record),
+        # Module arguments (the token) reach the module on stdin, not in a file on disk.
+        ANSIBLE_PIPELINING="true",
     )
     env.pop("INFISICAL_TOKEN", None)
-    proc = run_playbook(tmp_path, task, "-vvv", env=env)
-    output = proc.stdout + proc.stderr
+    argv, run_env = playbook_command(tmp_path, task, "-vvv", env=env)
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert wait_until(lambda: containers(run_id, all_states=False), 60)
+        # While the container runs: no command line and no temporary file holds them.
+        assert not command_lines_holding(canary, token)
+        assert not files_holding(ansible_temp_dirs(tmp_path), canary, token)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == 0, output[-3000:]
     # Reached the container: it printed the value's hash (and the value, masked by Ansible).
     assert hashlib.sha256(canary.encode()).hexdigest() in output
@@ -316,9 +377,9 @@ def test_infisical_canary_reaches_the_container_and_never_the_output(tmp_path, r
     assert token not in output
     call = json.loads(record.read_text())
     assert call["token_in_env"] is True and call["token_on_cmdline"] is False
-    assert token not in " ".join(call["argv"])
     assert "--format=json" in call["argv"]
     assert not containers(run_id)
+    assert not files_holding(ansible_temp_dirs(tmp_path), canary, token)
 
 
 def test_engine_unreachable_is_reported_before_secrets_are_fetched(tmp_path, run_id, code_dir):

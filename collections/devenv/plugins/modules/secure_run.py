@@ -260,6 +260,11 @@ options:
         are read as the docker CLI reads them.
     type: str
 notes:
+  - Without pipelining, Ansible writes every module argument, O(secrets), O(env) and
+    O(infisical.token) included, into a temporary file on the target (in a private
+    directory, removed after the task). Enable pipelining (E(ANSIBLE_PIPELINING)) so they
+    reach the module on its standard input only, or let the C(infisical) program use its
+    own login on the host instead of O(infisical.token).
   - Environment variables are visible to the container's processes and to anyone who can
     inspect the container through the Docker socket (which is root-equivalent anyway).
   - O(command) runs as a non-root user with C(no-new-privileges), so C(sudo) inside the

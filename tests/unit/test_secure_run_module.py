@@ -378,6 +378,21 @@ def test_a_container_that_failed_to_start_is_removed(no_watchdog):
     assert api.calls[-1] == "remove"
 
 
+def test_a_signal_during_create_removes_the_container_by_name(no_watchdog):
+    class Interrupted(FakeAPI):
+        def create_container_from_config(self, body, name=None):
+            self.calls.append("create")
+            raise sr._Interrupted(15)  # SIGTERM while the request was in flight
+
+        def remove_container(self, cid, force=False):
+            self.calls.append(("remove", cid, force))
+
+    api = Interrupted()
+    with pytest.raises(sr.SecureRunError, match="interrupted by signal 15"):
+        _run(api)
+    assert api.calls[-1] == ("remove", "devenv-t", True)
+
+
 def test_timeout_kills_the_container_and_reports_it(no_watchdog):
     api = FakeAPI(hang=True)
     result = _run(api, timeout=0.2)

@@ -325,6 +325,7 @@ class _Run:
         self.err = _Bounded(output_limit)
         self.state = {"rc": None, "oom": False, "removed": False, "error": None}
         self.finished = threading.Event()
+        self.name = None
         self.container_id = None
         self.created = None
         self.started = False
@@ -332,6 +333,7 @@ class _Run:
         self.output_thread = None
 
     def create(self, body, name, redact_names):
+        self.name = name
         try:
             created = self.api.create_container_from_config(body, name=name)
         except docker_errors.APIError as exc:
@@ -384,9 +386,10 @@ class _Run:
         return timed_out
 
     def close(self):
-        if self.container_id and not self.started:
-            # Never started: the daemon's auto-removal does not apply.
-            _remove(self.api, self.container_id)
+        if self.name and not self.started:
+            # Never started: the daemon's auto-removal does not apply. By name when a
+            # signal came while the create request was in flight (the name is unique).
+            _remove(self.api, self.container_id or self.name)
         for stream in self.streams:
             try:
                 stream.close()

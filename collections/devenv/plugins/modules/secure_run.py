@@ -280,6 +280,8 @@ EXAMPLES = r"""
   kuatecno.devenv.secure_run:
     image: devenv:1.2.0
     command: [claude, --version]
+    # The module runs as root here (become): run the command as an unprivileged user.
+    user: "65534:65534"
   register: claude_version
 
 - name: Run a task on a checkout with limits and secrets from Infisical

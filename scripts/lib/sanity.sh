@@ -37,7 +37,7 @@ mkdir -p "$dest"
 (
   cd "$DEVENV_ROOT/collections/devenv"
   git ls-files -z --cached -- . | while IFS= read -r -d '' file; do
-    [ -e "$file" ] && printf '%s\0' "$file"
+    if [ -e "$file" ]; then printf '%s\0' "$file"; fi
   done | tar --null -T - -cf -
 ) | tar -C "$dest" -xf -
 

@@ -23,13 +23,16 @@ description:
   - Bind mounts use mount semantics - a missing source is an error. Credentials are
     mounted read-only; only O(code_dir) is writable.
   - Secrets (O(secrets), or fetched from Infisical with O(infisical)) reach the container's
-    environment only; they are never written to disk, put on a command line or returned.
+    environment only; this module never writes them to disk, puts them on a command line
+    or returns them (see the notes on pipelining for Ansible's own handling of arguments).
   - The container is removed by the engine when its command ends, even when this
     module's process is killed while the command runs. A container that was created but
     not yet started when the module was stopped is removed by the module or, after a
     SIGKILL, by a small watchdog process it starts for that short window.
-  - Fails when the exit status is not in O(expected_rc), when the command is killed at
-    O(timeout), and reports C(memory limit reached) when the engine killed it for memory.
+  - Fails when the exit status is not in O(expected_rc) or when the command is killed at
+    O(timeout). Reports C(memory limit reached) when the engine says it killed the command
+    for memory, and names the memory limit as the likely cause of an unexplained exit
+    status 137 (some engines never report out-of-memory kills).
 author:
   - kuatecno devenv maintainers (@kuatecno)
 requirements:
@@ -148,7 +151,7 @@ options:
   cpus:
     description:
       - CPUs the container may use, from 0.01 up to the host's CPU count. The run
-        specification's default is 2 (capped at the host's CPU count).
+        specification's default is 2, which must not exceed the host's CPU count.
     type: float
   pids_limit:
     description:

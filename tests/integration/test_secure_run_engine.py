@@ -543,3 +543,20 @@ def test_without_code_dir_a_fresh_directory_is_mounted_and_removed(tmp_path, run
     source = next(m["Source"] for m in result["container"]["mounts"] if m["Destination"] == "/app")
     assert source != str(code_dir)
     assert not Path(source).exists(), "the scratch code directory was left behind"
+
+
+def test_run_as_root_keeps_every_other_restriction(tmp_path, run_id, code_dir):
+    probe = (
+        "import os; s = dict(l.split(':', 1) for l in open('/proc/self/status') if ':' in l); "
+        "print(os.getuid(), s['CapEff'].strip(), s['NoNewPrivs'].strip())"
+    )
+    args = base_args(run_id, code_dir, command=["python3", "-c", probe], run_as_root=True)
+    del args["user"]
+    result = run_module(tmp_path, args)
+    assert result["rc"] == 0, result
+    assert result["stdout"].split() == ["0", "0000000000000000", "1"]
+    # ansible-core 2.19 returns warnings as structured summaries.
+    assert "run_as_root is set" in json.dumps(result.get("warnings"))
+    host = result["container"]["host_config"]
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges" in host["SecurityOpt"]
+    assert host["ReadonlyRootfs"] is True and host["AutoRemove"] is True

@@ -397,14 +397,23 @@ def run_docker(argv: list[str], env: dict[str, str], spec: RunSpec) -> int:
         signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
         return 128 - code
+    advice = (
+        "Raise --memory or the configured memory (up to the administrator's limit), or "
+        "reduce the workload."
+    )
     if code != 0 and _oom_killed(spec.name, started, os.environ):
         _err(
             f"the container reached its memory limit ({_size(spec.memory)}) and a process "
-            f"was killed (exit {code}). Raise --memory or the configured memory (up to "
-            "the administrator's limit), or reduce the workload."
+            f"was killed (exit {code}). {advice}"
         )
     elif code == 137:
-        _err("exit 137: the command was killed (SIGKILL)")
+        # Engines on cgroup v1 do not always report the OOM kill (seen here: no `oom`
+        # event, OOMKilled false, for a plain memory hog); say what is most likely.
+        _err(
+            f"the command was killed (exit 137, SIGKILL), most likely because it reached the "
+            f"memory limit ({_size(spec.memory)}); the engine did not confirm an "
+            f"out-of-memory kill. {advice}"
+        )
     return code
 
 

@@ -512,6 +512,15 @@ def test_docker_host_socket_and_directory_holding_it_refused(home, tmp_path):
             build_spec({"ssh": "none", "mounts": [{"source": source, "target": "/d"}]}, host=alice)
 
 
+def test_system_dir_refused_as_written_even_if_it_resolves_elsewhere(host, home, monkeypatch):
+    real = os.path.realpath
+    monkeypatch.setattr(
+        rs.os.path, "realpath", lambda p: "/srv/elsewhere" if p.startswith("/etc") else real(p)
+    )
+    message = error_of(host, ssh="none", mounts=[{"source": "/etc/hosts", "target": "/d"}])
+    assert "system directory" in message
+
+
 def test_symlink_to_system_dir_refused(host, home):
     (home / "etc-link").symlink_to("/etc")
     message = error_of(host, ssh="none", mounts=[{"source": "~/etc-link", "target": "/d"}])

@@ -131,6 +131,11 @@ SYSTEM_DIRS = (
     "/var/run",
     "/var/lib/docker",
     "/var/lib/containerd",
+    # macOS
+    "/System",
+    "/private/etc",
+    "/private/var/run",
+    "/private/var/db",
 )
 # Engine sockets; a source that is one (after symlinks) or contains one is refused.
 ENGINE_SOCKETS = (
@@ -587,6 +592,7 @@ def _check_source(
         raise RunSpecError(f"{field_name}: {raw!r} must be an absolute path (or start with ~/)")
     # Symlinks are resolved first, so a link to the engine socket or to / is caught too.
     real = os.path.realpath(path)
+    written = os.path.normpath(path)
     _check_chars(real, field_name)
     if real == "/" or _is_within(os.path.realpath(host.home), real):
         raise RunSpecError(
@@ -603,8 +609,9 @@ def _check_source(
             f"{field_name}: {raw!r} is or contains the container engine's socket, "
             "which would give the container root on the host"
         )
+    # Both the path as written and its target: on macOS /etc resolves to /private/etc.
     for system in SYSTEM_DIRS:
-        if _is_within(real, system) or _is_within(system, real):
+        if any(_is_within(p, system) or _is_within(system, p) for p in (real, written)):
             # An SSH agent socket commonly lives in the user's own /run/user/<uid>/.
             if kind == "socket" and _is_within(real, f"/run/user/{host.uid}"):
                 continue

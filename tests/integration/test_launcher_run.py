@@ -8,7 +8,9 @@ io.kuatecno.devenv.test=1 and a per-run label, and is removed in `finally`.
 import hashlib
 import json
 import os
+import pty
 import pwd
+import select
 import shutil
 import signal
 import stat
@@ -103,7 +105,7 @@ def launcher(user, prefix, run_id, code_dir, tmp_path):
     config = prefix / f"config-{run_id}.json"
     record = prefix / "state" / f"record-{run_id}.json"
 
-    def start(args, *, env=None, stdin=subprocess.DEVNULL, **settings):
+    def start(args, *, env=None, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, **settings):
         data = {
             "image": IMAGE,
             "memory": "256m",
@@ -136,7 +138,7 @@ def launcher(user, prefix, run_id, code_dir, tmp_path):
             env=environ,
             cwd=code_dir,
             stdin=stdin,
-            stdout=subprocess.PIPE,
+            stdout=stdout,
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -317,6 +319,49 @@ def test_exit_status_stdin_and_dry_run(launcher, run_id):
     assert proc.returncode == 0
     assert CANARY not in out and "--env DEVENV_CANARY" in out
     assert containers(run_id) == []
+
+
+def test_default_command_is_a_shell_in_app(launcher, run_id):
+    proc = launcher(["--no-secrets"], stdin=subprocess.PIPE)
+    out, err = proc.communicate("echo shell:$0:$PWD:$HOME; exit 3\n", timeout=30)
+    assert proc.returncode == 3, err
+    assert out.strip() == f"shell:bash:/app/{run_id}:/home/dev"
+
+
+def read_all(fd):
+    out = b""
+    while select.select([fd], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+@pytest.mark.parametrize(
+    ("stdin_tty", "stdout_tty", "expected"),
+    [(False, False, b"not a tty"), (True, False, b"not a tty"), (True, True, b"/dev/pts/")],
+)
+def test_tty_only_when_on_a_terminal(launcher, run_id, stdin_tty, stdout_tty, expected):
+    main, secondary = pty.openpty()
+    try:
+        proc = launcher(
+            ["--no-secrets", "--", "sh", "-c", "tty; exit 5"],
+            stdin=secondary if stdin_tty else subprocess.DEVNULL,
+            stdout=secondary if stdout_tty else subprocess.PIPE,
+        )
+        out = b"" if stdout_tty else proc.stdout.read().encode()
+        proc.wait(timeout=30)
+    finally:
+        os.close(secondary)
+    if stdout_tty:
+        out = read_all(main)
+    os.close(main)
+    assert proc.returncode == 5
+    assert expected in out
 
 
 # ---------------------------------------------------------------- faults before the start

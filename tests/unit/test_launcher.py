@@ -368,14 +368,22 @@ def test_ctrl_c_during_fetch_exits_130(run_env, monkeypatch, capsys):
         ({"DOCKER_HOST": "tcp://127.0.0.1:2375"}, None, None),
         ({"DOCKER_HOST": "ssh://box"}, None, None),
         ({"DOCKER_CONTEXT": "remote"}, None, None),
-        ({}, {"currentContext": "desktop-linux"}, None),
+        ({"DOCKER_CONTEXT": "desk", "DOCKER_HOST": "unix:///d.sock"}, None, "/d.sock"),
+        ({}, {"currentContext": "remote"}, None),
+        ({}, {"currentContext": "desk"}, "/Users/a/.docker/run/docker.sock"),
+        ({"DOCKER_CONTEXT": "desk"}, None, "/Users/a/.docker/run/docker.sock"),
+        ({"DOCKER_CONTEXT": "tcp"}, None, None),
         ({}, {"currentContext": "default"}, "/var/run/docker.sock"),
         ({}, "not json", "/var/run/docker.sock"),
     ],
 )
 def test_engine_socket(tmp_path, environ, config, expected):
+    for name, host in (("desk", "unix:///Users/a/.docker/run/docker.sock"), ("tcp", "tcp://x")):
+        meta = tmp_path / ".docker/contexts/meta" / hashlib.sha256(name.encode()).hexdigest()
+        meta.mkdir(parents=True)
+        endpoints = {"docker": {"Host": host, "SkipTLSVerify": False}}
+        (meta / "meta.json").write_text(json.dumps({"Name": name, "Endpoints": endpoints}))
     if config is not None:
-        (tmp_path / ".docker").mkdir()
         text = config if isinstance(config, str) else json.dumps(config)
         (tmp_path / ".docker" / "config.json").write_text(text)
     assert la._engine_socket(environ, str(tmp_path)) == expected

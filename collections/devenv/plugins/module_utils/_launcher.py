@@ -215,23 +215,39 @@ def _default_workdir(settings: dict[str, Any], sources: dict[str, str], host: Ho
 # ---------------------------------------------------------------- the engine
 
 
-def _engine_socket(environ: Mapping[str, str], home: str) -> Optional[str]:
-    """The engine's unix socket when it can be talked to directly, else None (use the
-    docker CLI, which knows about contexts, TCP and SSH)."""
-    if environ.get("DOCKER_CONTEXT"):
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
         return None
+
+
+def _engine_socket(environ: Mapping[str, str], home: str) -> Optional[str]:
+    """The engine's unix socket when it can be talked to directly (the docker CLI's own
+    order: DOCKER_HOST, DOCKER_CONTEXT, the config's current context), else None: then
+    the docker CLI itself is asked (TCP, SSH, unreadable contexts)."""
     docker_host = environ.get("DOCKER_HOST")
     if docker_host:
         return docker_host[len("unix://") :] if docker_host.startswith("unix://") else None
     config_dir = environ.get("DOCKER_CONFIG") or os.path.join(home, ".docker")
+    context = environ.get("DOCKER_CONTEXT")
+    if not context:
+        config = _read_json(os.path.join(config_dir, "config.json"))
+        context = config.get("currentContext") if isinstance(config, dict) else None
+    if not context or context == "default":
+        return "/var/run/docker.sock"
+    import hashlib  # noqa: PLC0415 - only with a docker context (Docker Desktop)
+
+    digest = hashlib.sha256(context.encode("utf-8")).hexdigest()
+    meta = _read_json(os.path.join(config_dir, "contexts", "meta", digest, "meta.json"))
     try:
-        with open(os.path.join(config_dir, "config.json"), encoding="utf-8") as handle:
-            context = json.load(handle).get("currentContext")
-    except (OSError, ValueError, AttributeError):
-        context = None
-    if context and context != "default":
+        host = meta["Endpoints"]["docker"]["Host"]
+    except (TypeError, KeyError):
         return None
-    return "/var/run/docker.sock"
+    if isinstance(host, str) and host.startswith("unix://"):
+        return host[len("unix://") :]
+    return None
 
 
 def _api_get(sock_path: str, path: str) -> tuple[int, bytes]:
@@ -458,7 +474,9 @@ def cmd_run(args: list[str]) -> int:
         try:
             secrets = fetch_secrets(settings["secrets"], environ=environ)
         except SecretsError as exc:
-            raise LaunchError(f"secrets: {exc}. Nothing was started.") from None
+            raise LaunchError(
+                f"secrets: {exc}. Nothing was started (--no-secrets starts without them)."
+            ) from None
     spec = build_spec(settings, secrets=secrets, host=host)
     secrets.clear()
     tty = os.isatty(0) and os.isatty(1)

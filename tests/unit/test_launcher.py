@@ -270,7 +270,7 @@ def run_env(system_file, host, home, tmp_path, monkeypatch):
     def fake_check(image, environ, home_dir):
         calls.append(("engine", image))
 
-    def fake_run(argv, env, spec):
+    def fake_run(argv, env, spec, home=""):
         calls.append(("docker", list(argv), dict(env)))
         return 7
 
@@ -392,8 +392,8 @@ def test_engine_socket(tmp_path, environ, config, expected):
 class FakeEngine:
     """A unix-socket HTTP server answering /_ping and /images/<ref>/json."""
 
-    def __init__(self, path, images, ping=200):
-        self.path, self.images, self.ping = str(path), images, ping
+    def __init__(self, path, images, ping=200, events=b""):
+        self.path, self.images, self.ping, self.events = str(path), images, ping, events
         self.requests = []
         self.server = socket.socket(socket.AF_UNIX)
         self.server.bind(self.path)
@@ -411,11 +411,14 @@ class FakeEngine:
                 request = conn.recv(4096).decode()
                 target = request.split(" ")[1]
                 self.requests.append(target)
+                body = b"OK"
                 if target == "/_ping":
                     status = self.ping
+                elif target.startswith("/events?"):
+                    status, body = 200, self.events
                 else:
                     status = 200 if target[len("/images/") : -len("/json")] in self.images else 404
-                conn.sendall(f"HTTP/1.0 {status} X\r\nContent-Length: 2\r\n\r\nOK".encode())
+                conn.sendall(f"HTTP/1.0 {status} X\r\n\r\n".encode() + body)
 
     def close(self):
         self.server.close()
@@ -436,6 +439,19 @@ def test_check_engine_ok_and_image_missing(tmp_path):
             "/_ping",
             "/images/devenv:2/json",
         ]
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize(("events", "expected"), [(b'{"status":"oom"}\n', True), (b"", False)])
+def test_oom_event_over_the_socket(tmp_path, events, expected):
+    engine = FakeEngine(tmp_path / "d.sock", set(), events=events)
+    try:
+        env = {"DOCKER_HOST": f"unix://{engine.path}"}
+        assert la._oom_killed("devenv-a-1", 1.5, env, str(tmp_path)) is expected
+        (request,) = engine.requests
+        assert request.startswith("/events?since=1.500&until=")
+        assert "devenv-a-1" in request and "oom" in request
     finally:
         engine.close()
 
@@ -513,6 +529,7 @@ def driver(tmp_path, home):
 
     def start(mode, oom=False):
         env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", FAKE_RUN=mode)
+        env["DOCKER_HOST"] = "tcp://127.0.0.1:9"  # not a socket: events go to the fake CLI
         env["FAKE_DIR"] = str(tmp_path)
         if oom:
             env["FAKE_OOM"] = "1"

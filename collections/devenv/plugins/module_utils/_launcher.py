@@ -366,9 +366,22 @@ def _forward_signals(pid: int) -> None:
         signal.signal(getattr(signal, name), forward)
 
 
-def _oom_killed(name: str, since: float, environ: Mapping[str, str]) -> bool:
+def _oom_killed(name: str, since: float, environ: Mapping[str, str], home: str) -> bool:
+    """Did the engine log an `oom` event for this container since `since`?"""
     import time  # noqa: PLC0415 - only after a failed run
 
+    until = f"{time.time():.3f}"  # not in the future: the engine would wait for it
+    sock = _engine_socket(environ, home)
+    if sock is not None:
+        from urllib.parse import quote  # noqa: PLC0415 - only after a failed run
+
+        filters = json.dumps({"container": [name], "type": ["container"], "event": ["oom"]})
+        query = f"since={since:.3f}&until={until}&filters={quote(filters)}"
+        try:
+            status, body = _api_get(sock, f"/events?{query}")
+        except OSError:
+            return False
+        return status == 200 and b'"oom"' in body
     code, text = _cli(
         [
             "docker",
@@ -376,7 +389,7 @@ def _oom_killed(name: str, since: float, environ: Mapping[str, str]) -> bool:
             "--since",
             f"{since:.3f}",
             "--until",
-            f"{time.time() + 1:.3f}",
+            until,
             "--filter",
             f"container={name}",
             "--filter",
@@ -389,7 +402,9 @@ def _oom_killed(name: str, since: float, environ: Mapping[str, str]) -> bool:
     return code == 0 and "oom" in text
 
 
-def run_docker(argv: list[str], env: dict[str, str], spec: RunSpec) -> int:
+def run_docker(argv: list[str], env: dict[str, str], spec: RunSpec, home: str = "") -> int:
+    """Run docker as a child (see above); returns the container's exit status. `env` is
+    cleared once docker has it. `home` locates the docker CLI's config (contexts)."""
     import signal  # noqa: PLC0415 - lean start-up
     import time  # noqa: PLC0415 - lean start-up
 
@@ -417,7 +432,7 @@ def run_docker(argv: list[str], env: dict[str, str], spec: RunSpec) -> int:
         "Raise --memory or the configured memory (up to the administrator's limit), or "
         "reduce the workload."
     )
-    if code != 0 and _oom_killed(spec.name, started, os.environ):
+    if code != 0 and _oom_killed(spec.name, started, os.environ, home):
         _err(
             f"the container reached its memory limit ({_size(spec.memory)}) and a process "
             f"was killed (exit {code}). {advice}"
@@ -492,7 +507,7 @@ def cmd_run(args: list[str]) -> int:
     # the secrets' values (read by `--env NAME`); nothing else ever holds them.
     env = {k: v for k, v in environ.items() if not k.upper().startswith("INFISICAL_")}
     env.update(spec.secret_env())
-    return run_docker(argv, env, spec)
+    return run_docker(argv, env, spec, host.home)
 
 
 def cmd_config(args: list[str]) -> int:

@@ -364,6 +364,81 @@ def test_tty_only_when_on_a_terminal(launcher, run_id, stdin_tty, stdout_tty, ex
     assert expected in out
 
 
+AGENT_SERVER = """
+import socket, sys
+server = socket.socket(socket.AF_UNIX)
+server.bind(sys.argv[1])
+server.listen(1)
+print("ready", flush=True)
+conn, _ = server.accept()
+conn.sendall(b"agent-says-hi")
+conn.close()
+"""
+
+SSH_PROBE = r"""
+import errno, os, socket
+sock = os.environ.get("SSH_AUTH_SOCK")
+if sock:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    print("agent:" + s.recv(100).decode())
+try:
+    open(os.environ["HOME"] + "/.ssh/planted", "w")
+except OSError as exc:
+    print("keys:" + errno.errorcode[exc.errno])
+"""
+
+
+def test_ssh_agent_forwarded_read_only(launcher, user, tmp_path):
+    agent_dir = Path(tempfile.mkdtemp(prefix="devenv-agent-"))
+    os.chown(agent_dir, user.pw_uid, user.pw_gid)
+    sock = agent_dir / "agent.sock"
+    server = subprocess.Popen(
+        [
+            "setpriv",
+            f"--reuid={user.pw_uid}",
+            f"--regid={user.pw_gid}",
+            "--init-groups",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            AGENT_SERVER,
+            str(sock),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        proc = launcher(
+            ["--no-secrets", "--", "python3", "-c", SSH_PROBE],
+            env={"SSH_AUTH_SOCK": str(sock)},
+            ssh="auto",
+        )
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert out.split() == ["agent:agent-says-hi", "keys:ENOENT"]
+    finally:
+        server.kill()
+        server.wait()
+        shutil.rmtree(agent_dir, ignore_errors=True)
+
+
+def test_ssh_keys_mounted_read_only(launcher, user):
+    ssh_dir = Path(user.pw_dir) / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    (ssh_dir / "id_test").write_text("not a real key\n")
+    for path in (ssh_dir, ssh_dir / "id_test"):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    try:
+        proc = launcher(["--no-secrets", "--", "python3", "-c", SSH_PROBE], ssh="auto")
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert out.split() == ["keys:EROFS"]
+    finally:
+        shutil.rmtree(ssh_dir, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- faults before the start
 
 

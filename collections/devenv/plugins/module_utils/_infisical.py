@@ -129,7 +129,10 @@ def _run(argv: list, env: dict, timeout: float) -> tuple[int, bytes, bytes]:
         except OSError:
             pass
         proc.kill()
-        proc.communicate()
+        try:  # a grandchild that left the group could hold the pipes open: bounded
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
         raise
     return proc.returncode, out, err
 

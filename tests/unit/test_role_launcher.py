@@ -1,0 +1,237 @@
+"""The devenv_launcher role's pure parts, evaluated with Ansible's templating (no host).
+
+The configuration rendered from the role's defaults must pass the very checks the role
+runs before writing it (the launcher's `config --check`, i.e. `check_settings`) and must
+build a run for a user; the OS maps; the dev block; which rc files each user gets.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ansible_collections.kuatecno.devenv.plugins.module_utils import _runspec
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from role_templar import RoleVars, role_file  # noqa: E402
+
+ROLE = "devenv_launcher"
+USERS = [
+    "alice",
+    {"name": "bob", "code_dir": "/srv/bob", "credentials": [], "shells": ["zsh"]},
+    {"name": "carol", "gitconfig": "", "home": "/data/carol"},
+]
+
+
+def rendered_config(**variables):
+    variables.setdefault("devenv_users", USERS)
+    return json.loads(RoleVars(ROLE, **variables).render("config.json.j2"))
+
+
+def test_default_config_has_the_reference_limits():
+    config = rendered_config(devenv_users=[])
+    assert config["image"] == "devenv:latest"
+    assert (config["memory"], config["cpus"], config["pids_limit"]) == ("4g", 2.0, 100)
+    assert config["memory_swap"] is None
+    assert config["limits_max"] == {"memory": "8g", "cpus": 2.0, "pids_limit": 200}
+    assert config["ssh"] == "auto"
+    assert config["read_only_rootfs"] is True
+    assert config["code_dir"] == "~/Coding"
+    assert config["gitconfig"] == "~/.gitconfig"
+    assert config["secrets"] is None
+    assert config["users"] == {}
+    targets = {c["target"] for c in config["credentials"]}
+    assert targets == {".claude", ".claude.json", ".gemini"}
+    assert not any(c["required"] for c in config["credentials"])
+
+
+def test_default_config_keys_are_all_run_spec_settings():
+    config = rendered_config()
+    assert set(config) <= set(_runspec.SETTINGS_DEFAULTS)
+
+
+def test_rendered_config_passes_the_role_s_own_check():
+    _runspec.check_settings(rendered_config(), cpu_count=2)
+
+
+def test_rendered_config_builds_a_run_for_each_user(tmp_path):
+    config = rendered_config()
+    for login, code_dir in (("alice", "Coding"), ("bob", "srv-bob")):
+        home = tmp_path / login
+        (home / code_dir).mkdir(parents=True)
+        settings = dict(config)
+        if login == "bob":
+            settings["users"] = {"bob": dict(config["users"]["bob"], code_dir=str(home / code_dir))}
+        host = _runspec.Host(1000, 1000, login, str(home), 2, {})
+        spec = _runspec.build_spec(settings, host=host)
+        assert spec.image == "devenv:latest"
+
+
+@pytest.mark.parametrize(
+    ("variables", "field"),
+    [
+        ({"devenv_launcher_memory": "lots"}, "memory"),
+        ({"devenv_launcher_cpus": 64.0}, "cpus"),
+        ({"devenv_launcher_pids_limit": 0}, "pids_limit"),
+        ({"devenv_launcher_image": "Not An Image"}, "image"),
+        ({"devenv_launcher_memory": "16g"}, "memory"),
+    ],
+)
+def test_bad_settings_are_refused_by_the_check(variables, field):
+    with pytest.raises(_runspec.RunSpecError, match=field):
+        _runspec.check_settings(rendered_config(**variables), cpu_count=2)
+
+
+def test_per_user_settings_go_to_users_only_when_set():
+    config = rendered_config()
+    assert config["users"] == {
+        "bob": {"code_dir": "/srv/bob", "credentials": []},
+        "carol": {"gitconfig": ""},
+    }
+
+
+def test_infisical_secrets_source():
+    config = rendered_config(
+        devenv_launcher_secrets_provider="infisical",
+        devenv_launcher_infisical_project_id="p-1",
+        devenv_launcher_infisical_environment="prod",
+        devenv_launcher_infisical_path="/agents",
+    )
+    assert config["secrets"] == {
+        "provider": "infisical",
+        "project_id": "p-1",
+        "environment": "prod",
+        "path": "/agents",
+        "domain": None,
+        "timeout": 30,
+        "binary": "infisical",
+    }
+
+
+def test_memory_swap_and_gitconfig_empty_mean_null():
+    config = rendered_config(devenv_launcher_memory_swap="6g", devenv_launcher_gitconfig="")
+    assert config["memory_swap"] == "6g"
+    assert config["gitconfig"] is None
+
+
+@pytest.mark.parametrize(
+    ("os_family", "expected"),
+    [
+        ("Debian", {"root_group": "root", "home_base": "/home", "user_group": None}),
+        ("Darwin", {"root_group": "wheel", "home_base": "/Users", "user_group": "staff"}),
+    ],
+)
+def test_os_maps(os_family, expected):
+    os_vars = RoleVars(ROLE, os_family=os_family)["_devenv_launcher_os"]
+    for key, value in expected.items():
+        assert os_vars[key] == value
+    assert os_vars["accounts_from_getent"] is (os_family == "Debian")
+    assert any(p.endswith("/zsh") for p in os_vars["zsh_paths"])
+
+
+def test_macos_accounts_come_from_the_map():
+    accounts = RoleVars(ROLE, os_family="Darwin", devenv_users=USERS)["_devenv_launcher_accounts"]
+    assert [(a["name"], a["home"], a["group"]) for a in accounts] == [
+        ("alice", "/Users/alice", "staff"),
+        ("bob", "/Users/bob", "staff"),
+        ("carol", "/data/carol", "staff"),
+    ]
+
+
+def test_linux_accounts_come_from_getent():
+    passwd = {
+        "alice": ["x", "1000", "1000", "", "/home/alice", "/bin/bash"],
+        "bob": ["x", "1001", "1001", "", "/srv/home/bob", "/usr/bin/zsh"],
+        "carol": ["x", "1002", "100", "", "/home/carol", "/bin/sh"],
+    }
+    accounts = RoleVars(ROLE, devenv_users=USERS, facts={"getent_passwd": passwd})[
+        "_devenv_launcher_accounts"
+    ]
+    assert [(a["home"], a["group"], a["shell"]) for a in accounts] == [
+        ("/home/alice", "1000", "/bin/bash"),
+        ("/srv/home/bob", "1001", "/usr/bin/zsh"),
+        ("/data/carol", "100", "/bin/sh"),
+    ]
+
+
+def _rc_files(zsh_installed, state="present", login_shell="/bin/bash"):
+    passwd = {
+        name: ["x", "1000", "1000", "", f"/home/{name}", login_shell]
+        for name in ("alice", "bob", "carol")
+    }
+    role_vars = RoleVars(
+        ROLE,
+        devenv_users=USERS,
+        devenv_launcher_state=state,
+        facts={"getent_passwd": passwd},
+        _devenv_launcher_zsh_stat={"results": [{"stat": {"exists": zsh_installed}}]},
+    )
+    return [(f["name"], f["file"]) for f in role_vars["_devenv_launcher_rc_files"]]
+
+
+def test_rc_files_bash_only_without_zsh():
+    assert _rc_files(False) == [
+        ("alice", ".bashrc"),
+        ("bob", ".zshrc"),  # bob's record says zsh only
+        ("carol", ".bashrc"),
+    ]
+
+
+def test_rc_files_with_zsh_installed():
+    assert _rc_files(True) == [
+        ("alice", ".bashrc"),
+        ("alice", ".zshrc"),
+        ("bob", ".zshrc"),
+        ("carol", ".bashrc"),
+        ("carol", ".zshrc"),
+    ]
+
+
+def test_rc_files_when_zsh_is_the_login_shell():
+    assert ("alice", ".zshrc") in _rc_files(False, login_shell="/usr/bin/zsh")
+
+
+def test_removal_looks_at_both_rc_files():
+    assert _rc_files(False, state="absent") == [
+        (name, rc) for name in ("alice", "bob", "carol") for rc in (".bashrc", ".zshrc")
+    ]
+
+
+def test_code_directories_expand_the_home():
+    passwd = {name: ["x", "1", "1", "", f"/home/{name}", "/bin/sh"] for name in ("alice", "bob")}
+    dirs = RoleVars(ROLE, devenv_users=USERS[:2], facts={"getent_passwd": passwd})[
+        "_devenv_launcher_code_dirs"
+    ]
+    assert [d["path"] for d in dirs] == ["/home/alice/Coding", "/srv/bob"]
+
+
+@pytest.mark.parametrize("prefix", ["/usr/local", "/opt/dev env"])
+def test_dev_block_is_a_thin_call_of_the_launcher(prefix, tmp_path):
+    block = RoleVars(ROLE, devenv_launcher_prefix=prefix)["_devenv_launcher_block"]
+    assert block == f'dev() {{ "{prefix}/bin/devenv" run "$@"; }}'
+    # bash parses it and passes every argument through untouched.
+    fake = tmp_path / "bin" / "devenv"
+    script = (
+        f"{block.replace(f'{prefix}/bin/devenv', str(fake))}\n"
+        "type dev >/dev/null && dev -- 'a b' '$HOME' \"\"\n"
+    )
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do printf \'[%s]\' "$a"; done\n')
+    fake.chmod(0o755)
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout == "[run][--][a b][$HOME][]"
+
+
+def test_block_marker_names_devenv():
+    marker = role_file(ROLE, "vars/main.yml")["_devenv_launcher_block_marker"]
+    assert "{mark}" in marker and "devenv" in marker
+
+
+def test_program_pins_the_system_configuration():
+    text = RoleVars(ROLE, devenv_launcher_config_dir="/etc/x").render("devenv.j2")
+    assert text.startswith("#!/usr/bin/python3 -IB\n")
+    assert 'os.environ["DEVENV_CONFIG"] = "/etc/x/config.json"' in text
+    assert 'sys.path.insert(0, "/usr/local/lib/devenv")' in text
+    compile(text, "devenv", "exec")

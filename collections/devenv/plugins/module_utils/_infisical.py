@@ -142,7 +142,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def _strict_object(pairs: list) -> dict:
-    keys = [k for k, _ in pairs]
+    keys = [k for k, _value in pairs]
     if len(keys) != len(set(keys)):
         raise ValueError("duplicate field in an object")
     return dict(pairs)

@@ -263,7 +263,7 @@ def _api_get(sock_path: str, path: str) -> tuple[int, bytes]:
             if not chunk:
                 break
             chunks.append(chunk)
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    head, _sep, body = b"".join(chunks).partition(b"\r\n\r\n")
     try:
         status = int(head.split(b" ", 2)[1])
     except (IndexError, ValueError):
@@ -305,13 +305,13 @@ def check_engine(image: str, environ: Mapping[str, str], home: str) -> None:
                 f"the Docker engine is not reachable ({text}); start it or check "
                 "DOCKER_HOST / the docker context. Nothing was started."
             )
-        code, _ = _cli(["docker", "image", "inspect", "--format", "{{.Id}}", image], environ)
+        code, _out = _cli(["docker", "image", "inspect", "--format", "{{.Id}}", image], environ)
         if code != 0:
             raise LaunchError(missing)
         return
     where = f"unix://{sock}"
     try:
-        status, _ = _api_get(sock, "/_ping")
+        status, _body = _api_get(sock, "/_ping")
     except PermissionError:
         raise LaunchError(
             f"permission denied on the Docker engine socket {where}: add your user to the "
@@ -327,7 +327,7 @@ def check_engine(image: str, environ: Mapping[str, str], home: str) -> None:
     if status != 200:
         raise LaunchError(f"the Docker engine at {where} is not ready (HTTP {status})")
     # The reference was validated by the run spec: only [A-Za-z0-9._:/@-], URL-safe.
-    status, _ = _api_get(sock, f"/images/{image}/json")
+    status, _body = _api_get(sock, f"/images/{image}/json")
     if status == 404:
         raise LaunchError(missing)
     if status != 200:
@@ -422,7 +422,7 @@ def run_docker(argv: list[str], env: dict[str, str], spec: RunSpec, home: str = 
         raise LaunchError("the docker CLI is not installed or not on PATH") from None
     env.clear()
     _forward_signals(pid)
-    _, status = os.waitpid(pid, 0)
+    _pid, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
         signal.signal(-code, signal.SIG_DFL)

@@ -17,4 +17,13 @@ activate_venv
 if [ "$(ps -o comm= -p 1)" != "systemd" ]; then
   ensure_engine
 fi
+# inventory/host_vars/localhost.yml asks for a locally made base image where no
+# registry is reachable; make it once (debootstrap + docker import).
+if grep -q '^devenv_image_base: devenv-local/debian:13' inventory/host_vars/localhost.yml 2>/dev/null; then
+  # shellcheck source=scripts/lib/images.sh
+  . "$DEVENV_ROOT/scripts/lib/images.sh"
+  mkdir -p "$DEVENV_STATE"
+  ensure_engine
+  DEVENV_TEST_IMAGE_PREFIX=devenv-local ensure_debian_base trixie 13
+fi
 exec ansible-playbook playbooks/site.yml "$@"

@@ -1,0 +1,116 @@
+"""Outcome of the whole site.yml on one host: image, secrets, launcher, and a real dev."""
+
+import json
+
+import pytest
+
+PINNED = {"claude": "2.0.76", "gemini": "0.22.4"}
+
+
+def _as(host, user, command):
+    """Run a command in the user's interactive bash, as a person typing it would."""
+    return host.run("su - %s -c %s", user, f"bash -ic {_quote(command)} </dev/null")
+
+
+def _quote(text):
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def test_launcher_program_installed_root_owned(host):
+    program = host.file("/usr/local/bin/devenv")
+    assert program.exists
+    assert (program.user, program.group, program.mode) == ("root", "root", 0o755)
+    lib = host.file("/usr/local/lib/devenv/devenv_lib/_runspec.py")
+    assert lib.exists
+    assert lib.user == "root"
+    assert not lib.mode & 0o022
+
+
+def test_launcher_configuration(host):
+    config = host.file("/etc/devenv/config.json")
+    assert (config.user, config.group, config.mode) == ("root", "root", 0o644)
+    data = json.loads(config.content_string)
+    assert data["image"] == "devenv:latest"
+    assert data["memory"] == "4g"
+    assert data["pids_limit"] == 100
+
+
+@pytest.mark.parametrize(
+    ("user", "rcfile", "shell"),
+    [("alice", ".bashrc", "bash"), ("bob", ".bashrc", "bash"), ("bob", ".zshrc", "zsh")],
+)
+def test_dev_function_defined(host, user, rcfile, shell):
+    rc = host.file(f"/home/{user}/{rcfile}")
+    assert rc.exists
+    assert (rc.user, rc.group) == (user, user)
+    assert not rc.mode & 0o022
+    assert "devenv run" in rc.content_string
+    out = host.run("su - %s -c %s", user, f"{shell} -ic 'type dev' </dev/null")
+    assert out.rc == 0, out.stderr
+    assert "function" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("path", "mode"),
+    [
+        ("/home/alice/.config/infisical", 0o700),
+        ("/home/alice/infisical/.env", 0o600),
+        ("/home/alice/.claude", 0o700),
+        ("/home/alice/.claude/.credentials.json", 0o600),
+        ("/home/alice/.claude.json", 0o600),
+        ("/home/alice/.ssh", 0o700),
+        ("/home/alice/.ssh/id_ed25519", 0o600),
+        ("/home/alice/.ssh/id_ed25519.pub", 0o644),
+    ],
+)
+def test_credential_modes_fixed(host, path, mode):
+    f = host.file(path)
+    assert f.exists
+    assert (f.user, f.group) == ("alice", "alice")
+    assert f.mode == mode
+
+
+def test_missing_credentials_not_created(host):
+    assert not host.file("/home/alice/.gemini").exists
+    assert not host.file("/home/bob/.config/infisical").exists
+
+
+def test_image_tagged_and_labelled(host):
+    labels = json.loads(
+        host.check_output("docker image inspect --format '{{json .Config.Labels}}' devenv:v1.0.0")
+    )
+    assert labels["org.opencontainers.image.version"] == "1.0.0"
+    latest = host.check_output("docker image inspect --format '{{.Id}}' devenv:latest")
+    assert latest == host.check_output("docker image inspect --format '{{.Id}}' devenv:v1.0.0")
+
+
+def test_dev_runs_as_the_user_with_app_and_limits(host):
+    script = (
+        "id -u; id -g; pwd; touch /app/made-in-dev; "
+        "grep NoNewPrivs /proc/self/status; grep CapEff /proc/self/status; "
+        "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes "
+        "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"
+    )
+    out = _as(host, "alice", f'dev -- sh -c "{script}"')
+    assert out.rc == 0, out.stderr
+    uid = host.user("alice").uid
+    gid = host.user("alice").gid
+    lines = out.stdout.split()
+    assert lines[0:2] == [str(uid), str(gid)]
+    assert lines[2] == "/app"
+    assert "NoNewPrivs:" in out.stdout
+    status = dict(zip(lines[3::2], lines[4::2]))
+    assert status["NoNewPrivs:"] == "1"
+    assert int(status["CapEff:"], 16) == 0
+    assert lines[-3:] == ["100", str(4 * 1024**3), str(4 * 1024**3)]
+    made = host.file("/home/alice/Coding/made-in-dev")
+    assert made.exists
+    assert (made.user, made.group) == ("alice", "alice")
+    assert host.check_output("docker ps -aq --filter label=io.kuatecno.devenv.managed=true") == ""
+
+
+@pytest.mark.parametrize("agent", sorted(PINNED))
+def test_dev_runs_the_pinned_agents(host, agent):
+    out = _as(host, "alice", f"dev -- {agent} --version")
+    assert out.rc == 0, out.stderr
+    assert PINNED[agent] in out.stdout

@@ -29,12 +29,21 @@ class Launcher:
         self.code_dir = self.work / "code"
         self.xdg = self.work / "xdg"
         self._docker_argv = {}
+        self.python = "/usr/bin/python3"
 
     def install(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
         for path in (self.code_dir, self.xdg):
             path.mkdir(parents=True)
-        self.run(["python3", self.root / "tests" / "support" / "install_launcher.py", self.prefix])
+        # The interpreter the devenv_launcher role uses by default (devenv_launcher_python).
+        self.run(
+            [
+                "python3",
+                self.root / "tests" / "support" / "install_launcher.py",
+                self.prefix,
+                self.python,
+            ]
+        )
         config = {
             "image": self.image,
             "code_dir": str(self.code_dir),
@@ -108,8 +117,9 @@ class Launcher:
     def notes(self) -> list:
         return [
             "The launcher is installed as the devenv_launcher role lays it out "
-            "(`tests/support/install_launcher.py`): `bin/devenv` runs "
-            "`python3 -IB` on byte-identical copies of the collection's module_utils.",
+            "(`tests/support/install_launcher.py`, interpreter `/usr/bin/python3` as the role's "
+            "default): `bin/devenv` runs `python3 -IB` on byte-identical copies of the "
+            "collection's module_utils.",
             "Configuration: `DEVENV_CONFIG` points at a file with the image, a code directory, "
             "`user: 1000:1000` (the benchmark runs as root, which the launcher refuses as the "
             "container user by default), `ssh: none`, no git config and the secrets settings; "

@@ -6,7 +6,7 @@ regenerated from the JSON (`benchmarks/run.py --render-only`).
 
 from __future__ import annotations
 
-from bench_stats import format_bytes, format_range, format_seconds, verdict
+from bench_stats import format_range, format_seconds, verdict
 
 TITLE = "# Benchmarks"
 
@@ -43,12 +43,16 @@ def timing_rows(timings) -> list:
     return rows
 
 
+def _gib(value) -> str:
+    return "unknown" if not value else f"{value / 2**30:.1f} GiB"
+
+
 def machine_rows(machine) -> list:
     """Rows of the machine table, in a fixed order."""
     order = [
         ("CPU", machine.get("cpu_model")),
         ("cores", machine.get("cores")),
-        ("memory", format_bytes(machine.get("memory_bytes"))),
+        ("memory", _gib(machine.get("memory_bytes"))),
         ("kernel", machine.get("kernel")),
         ("OS", machine.get("os")),
         ("Docker engine", machine.get("docker_server")),
@@ -78,7 +82,7 @@ def render_comparison(comp) -> list:
         lines.extend(f"- {note}" for note in comp["notes"])
         lines.append("")
     if comp.get("commands"):
-        lines.append("Commands (timed exactly as written):")
+        lines.append(comp.get("commands_title", "Commands (timed exactly as written):"))
         lines.append("")
         lines.append("```sh")
         lines.extend(comp["commands"])

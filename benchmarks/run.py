@@ -566,6 +566,23 @@ def measure_launcher(counts, launcher: Launcher) -> dict:
                 f"`-- {shlex.join(command)}`: devenv run, secrets via stand-in", samples["secrets"]
             ),
         ]
+    # Where the launcher's time goes: the interpreter alone, and everything the launcher does
+    # before it would start docker (--dry-run: no engine calls, no container).
+    parts = {"python": [], "dry": []}
+    python_argv = [launcher.python, "-IB", "-c", "pass"]
+    dry_argv = launcher.argv(["--dry-run", "--no-secrets", "--", "true"])
+    for _ in range(counts["launcher_true"]):
+        parts["python"].append(timed(python_argv)[0])
+        parts["dry"].append(timed(dry_argv, env=launcher.env(secrets=False))[0])
+    comp["timings"] += [
+        timing("breakdown: the interpreter alone (`python3 -IB -c pass`)", parts["python"]),
+        timing("breakdown: `devenv run --dry-run --no-secrets -- true`", parts["dry"]),
+    ]
+    comp["commands"] += [
+        "# breakdown",
+        shlex.join(python_argv),
+        launcher.display(dry_argv),
+    ]
     true_s = {k: summarize(v) for k, v in results["true"].items()}
     gem_s = {k: summarize(v) for k, v in results["gemini"].items()}
     added_true = true_s["devenv"]["median"] - true_s["docker"]["median"]
@@ -579,7 +596,8 @@ def measure_launcher(counts, launcher: Launcher) -> dict:
         f"`true`: {format_signed_ms(added_true)} added (median of pairs "
         f"{format_signed_ms(paired['median'])}; goal <= +80 ms, "
         f"{'met' if met_true else 'not met'}); `gemini --version`: "
-        f"{format_ratio(gem_ratio - 1 if gem_ratio else None)} slower "
+        f"{format_ratio(abs(gem_ratio - 1) if gem_ratio else None)} "
+        f"{'slower' if gem_ratio and gem_ratio >= 1 else 'faster'} "
         f"(goal <= 10%, {'met' if met_gem else 'not met'}). Secrets through the stand-in add "
         f"{format_signed_ms(secrets_added)} more."
     )
@@ -701,7 +719,9 @@ def image_layers(ref: str):
     layers = []
     for line in out.strip().split("\n"):
         size, _, created_by = line.partition("\t")
-        created_by = re.sub(r"^/bin/(ba)?sh -(o pipefail -)?c (#\(nop\) )?", "", created_by)
+        created_by = re.sub(
+            r"^(\|\d+ (\S+=\S* )*)?/bin/(ba)?sh (-o pipefail )?-c (#\(nop\) )?", "", created_by
+        )
         created_by = re.sub(r"\s+", " ", created_by).strip()
         layers.append({"size": int(size), "created_by": created_by})
     layers.reverse()  # oldest first, as in the Dockerfile
@@ -719,6 +739,49 @@ def tools_present(ref: str) -> dict:
     ).stdout
     found = dict(line.split(" ", 1) for line in out.strip().split("\n") if " " in line)
     return {binary: found.get(binary) == "yes" for _, binary in REFERENCE_TOOLS}
+
+
+CONTENT_SCRIPT = r"""
+pkgs=$(dpkg-query -W -f='${Installed-Size}\n' | awk '{n++; s+=$1} END {print n, s*1024}')
+size() { if [ -e "$1" ]; then du -sb "$1" | cut -f1; else echo 0; fi; }
+echo "packages $pkgs"
+echo "apt_lists $(size /var/lib/apt/lists)"
+echo "npm_cache $(size /root/.npm)"
+echo "npm_global $(size "$(npm root -g)")"
+"""
+
+
+def image_content(ref: str) -> dict:
+    """Where an image's bytes are: Debian packages, apt lists, npm cache, global modules."""
+    out = run(
+        ["docker", "run", "--rm", *docker_label_args(), "--user", "0", "--entrypoint", "sh",
+         ref, "-c", CONTENT_SCRIPT]
+    ).stdout  # fmt: skip
+    facts = {}
+    for line in out.splitlines():
+        key, *values = line.split()
+        facts[key] = [int(v) for v in values]
+    return {
+        "packages": facts["packages"][0],
+        "packages_bytes": facts["packages"][1],
+        "apt_lists_bytes": facts["apt_lists"][0],
+        "npm_cache_bytes": facts["npm_cache"][0],
+        "npm_global_bytes": facts["npm_global"][0],
+    }
+
+
+def content_rows(ours: dict, ref: dict) -> list:
+    return [
+        ["Debian packages installed", ours["packages"], ref["packages"]],
+        ["their installed size (dpkg)", format_bytes(ours["packages_bytes"]),
+         format_bytes(ref["packages_bytes"])],
+        ["apt package lists left in the image", format_bytes(ours["apt_lists_bytes"]),
+         format_bytes(ref["apt_lists_bytes"])],
+        ["npm cache left in the image (/root/.npm)", format_bytes(ours["npm_cache_bytes"]),
+         format_bytes(ref["npm_cache_bytes"])],
+        ["global npm modules (the agents)", format_bytes(ours["npm_global_bytes"]),
+         format_bytes(ref["npm_global_bytes"])],
+    ]  # fmt: skip
 
 
 def layer_rows(layers, base_size):
@@ -776,6 +839,14 @@ def measure_size(facts) -> dict:
             "rows": tool_rows,
         }
     )
+    content_ours, content_ref = image_content(OUR_FULL_REF), image_content(REFERENCE_REF)
+    comp["tables"].append(
+        {
+            "title": "Where the difference comes from (measured inside each image)",
+            "columns": ["", "ours", "reference"],
+            "rows": content_rows(content_ours, content_ref),
+        }
+    )
     layers_ours, layers_ref = image_layers(OUR_FULL_REF), image_layers(REFERENCE_REF)
     comp["tables"].append(
         {
@@ -797,11 +868,14 @@ def measure_size(facts) -> dict:
         "base_bytes": base,
         "ours_default_bytes": ours_default,
         "share": share,
+        "content_ours": content_ours,
+        "content_reference": content_ref,
         "tools_ours": tools_ours,
         "tools_reference": tools_ref,
         "layers_ours": layers_ours,
         "layers_reference": layers_ref,
     }
+    comp["commands_title"] = "Commands (nothing timed here)"
     comp["commands"] = [
         "docker image inspect --format '{{.Size}}' IMAGE",
         "docker history --human=false --no-trunc IMAGE",
@@ -814,9 +888,9 @@ def measure_size(facts) -> dict:
         "The Infisical CLI is on neither side: its package repository cannot be reached from this "
         "machine. The reference document counts it in its 3.5 GB; ours installs it from the same "
         "repository when switched on, so it would add the same to both.",
-        "Where the size goes: the reference installs with recommends (e.g. a full Python and Perl "
-        "toolchain, X11 libraries for vim), keeps apt's lists and npm's cache in its layers; ours "
-        "installs without recommends, removes both in the same layer.",
+        "Where the size goes (table above): the reference installs with recommended packages and "
+        "leaves apt's package lists and npm's download cache in its layers; ours installs "
+        "without recommends and removes lists and cache in the layer that made them.",
     ]
     comp["files"] = [
         {

@@ -145,6 +145,39 @@ def test_credential_paths_per_user():
     ]
 
 
+def test_parents_lead_from_the_home_to_each_path():
+    role_vars = RoleVars(ROLE, devenv_users=[{"name": "a", "home": "/h"}], os_family="Darwin")
+    parents = {p["path"]: p["parents"] for p in role_vars["_devenv_secrets_paths"]}
+    assert parents["/h/.config/infisical"] == ["/h/.config"]
+    assert parents["/h/.claude/.credentials.json"] == ["/h/.claude"]
+    assert parents["/h/.claude.json"] == []
+    assert "/h/.gemini" in role_vars["_devenv_secrets_parent_paths"]
+
+
+def test_paths_below_a_symlink_are_not_safe():
+    parent_stat = {
+        "results": [
+            {"item": "/h/.config", "stat": {"exists": True, "isdir": True}},
+            {"item": "/h/infisical", "stat": {"exists": True, "isdir": True}},
+            # ~/.claude is a link (to /etc, say): nothing below it may be touched.
+            {"item": "/h/.claude", "stat": {"exists": True, "isdir": False, "islnk": True}},
+            {"item": "/h/.gemini", "stat": {"exists": False}},
+        ]
+    }
+    role_vars = RoleVars(
+        ROLE,
+        devenv_users=[{"name": "a", "home": "/h"}],
+        os_family="Darwin",
+        _devenv_secrets_parent_stat=parent_stat,
+    )
+    safe = role_vars["_devenv_secrets_safe_paths"]
+    assert "/h/.config/infisical" in safe
+    assert "/h/infisical/.env" in safe
+    assert "/h/.claude" in safe  # the link itself is handled (left alone) by its own stat
+    assert "/h/.claude/.credentials.json" not in safe
+    assert "/h/.gemini/oauth_creds.json" not in safe
+
+
 def test_ssh_is_skipped_when_not_managed():
     assert not any(p[3].endswith("/.ssh") for p in _paths(devenv_secrets_manage_ssh=False))
 
@@ -167,13 +200,20 @@ def test_report_lists_missing_and_left_alone_paths():
         _stat("/h/.gemini", "directory", exists=True, isdir=False, isreg=False, islnk=True),
         _stat("/h/.claude.json", "file", exists=True, isdir=True, isreg=False, islnk=False),
         _stat("/h/.claude", "directory", exists=True, isdir=False, isreg=True, islnk=False),
+        _stat("/h/.gemini/oauth_creds.json", "file", exists=True, isreg=True, islnk=False),
+        {"item": {"path": "/h/x/.env", "kind": "file"}, "failed": True, "msg": "Not a directory"},
     ]
-    role_vars = RoleVars(ROLE, _devenv_secrets_path_stat={"results": results})
+    safe = ["/h/.ssh", "/h/.env", "/h/.gemini", "/h/.claude.json", "/h/.claude"]
+    role_vars = RoleVars(
+        ROLE, _devenv_secrets_path_stat={"results": results}, _devenv_secrets_safe_paths=safe
+    )
     assert role_vars["_devenv_secrets_missing"] == ["/h/.env"]
     assert role_vars["_devenv_secrets_left_alone"] == [
         "/h/.gemini (symlink)",
         "/h/.claude.json (not a regular file)",
         "/h/.claude (not a directory)",
+        "/h/.gemini/oauth_creds.json (a parent is a symlink or not a directory)",
+        "/h/x/.env (a parent is a symlink or not a directory)",
     ]
     assert role_vars["_devenv_secrets_ssh_dirs"] == [results[0]["item"]]
 

@@ -170,3 +170,29 @@ def test_fleet_inventory_pulls_from_the_registry_through_insecure_registries():
     assert variables["devenv_image_source"] == "pull"
     assert variables["devenv_image_registry"].startswith("10.0.0.2:5000/")
     assert variables["devenv_engine_daemon_options"] == {"insecure-registries": ["10.0.0.2:5000"]}
+
+
+@pytest.mark.parametrize(
+    ("n_a", "n_b", "order"),
+    [
+        (3, 2, ["a", "b", "a", "b", "a"]),
+        (2, 2, ["a", "b", "a", "b"]),
+        (1, 3, ["a", "b", "b", "b"]),
+    ],
+)
+def test_alternate_interleaves_timed_runs(n_a, n_b, order):
+    import run
+
+    assert run.alternate("a", n_a, "b", n_b) == order
+
+
+def test_build_count_rebuilt_counts_steps_not_from_the_cache():
+    import run
+
+    output = (
+        "Step 1/4 : FROM base\n"
+        "Step 2/4 : RUN apt-get update\n ---> Using cache\n"
+        "Step 3/4 : RUN npm install -g x@2\n ---> Running in 1234\n"
+        'Step 4/4 : CMD ["bash"]\n ---> Running in 5678\n'
+    )
+    assert run.build_count_rebuilt(output) == 2

@@ -1,8 +1,13 @@
 """Outcome of the whole site.yml on one host: image, secrets, launcher, and a real dev."""
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
+
+MODULE_UTILS = Path(__file__).resolve().parents[3] / "collections/devenv/plugins/module_utils"
+BLOCK_BEGIN = "# BEGIN devenv: dev shell function (managed by Ansible)"
 
 PINNED = {"claude": "2.0.76", "gemini": "0.22.4"}
 
@@ -20,10 +25,18 @@ def test_launcher_program_installed_root_owned(host):
     program = host.file("/usr/local/bin/devenv")
     assert program.exists
     assert (program.user, program.group, program.mode) == ("root", "root", 0o755)
-    lib = host.file("/usr/local/lib/devenv/devenv_lib/_runspec.py")
-    assert lib.exists
-    assert lib.user == "root"
-    assert not lib.mode & 0o022
+    lib_dir = "/usr/local/lib/devenv/devenv_lib"
+    names = sorted(n for n in host.file(lib_dir).listdir() if n != "__pycache__")
+    assert names == ["__init__.py", "_infisical.py", "_launcher.py", "_runspec.py"]
+
+
+@pytest.mark.parametrize("name", ["_runspec.py", "_infisical.py", "_launcher.py"])
+def test_launcher_carries_the_modules_own_code(host, name):
+    """The very files the module uses, not a copy that can drift."""
+    lib = host.file(f"/usr/local/lib/devenv/devenv_lib/{name}")
+    assert (lib.user, lib.group, lib.mode) == ("root", "root", 0o644)
+    local = hashlib.sha256((MODULE_UTILS / name).read_bytes()).hexdigest()
+    assert lib.sha256sum == local
 
 
 def test_launcher_configuration(host):
@@ -33,18 +46,26 @@ def test_launcher_configuration(host):
     assert data["image"] == "devenv:latest"
     assert data["memory"] == "4g"
     assert data["pids_limit"] == 100
+    check = host.run("su - alice -c 'devenv config --check /etc/devenv/config.json'")
+    assert check.rc == 0, check.stderr
 
 
 @pytest.mark.parametrize(
     ("user", "rcfile", "shell"),
-    [("alice", ".bashrc", "bash"), ("bob", ".bashrc", "bash"), ("bob", ".zshrc", "zsh")],
+    [
+        ("alice", ".bashrc", "bash"),
+        ("alice", ".zshrc", "zsh"),
+        ("bob", ".bashrc", "bash"),
+        ("bob", ".zshrc", "zsh"),
+    ],
 )
 def test_dev_function_defined(host, user, rcfile, shell):
     rc = host.file(f"/home/{user}/{rcfile}")
     assert rc.exists
     assert (rc.user, rc.group) == (user, user)
     assert not rc.mode & 0o022
-    assert "devenv run" in rc.content_string
+    assert rc.content_string.count(BLOCK_BEGIN) == 1
+    assert '/usr/local/bin/devenv" run "$@"' in rc.content_string
     out = host.run("su - %s -c %s", user, f"{shell} -ic 'type dev' </dev/null")
     assert out.rc == 0, out.stderr
     assert "function" in out.stdout
@@ -70,9 +91,18 @@ def test_credential_modes_fixed(host, path, mode):
     assert f.mode == mode
 
 
-def test_missing_credentials_not_created(host):
-    assert not host.file("/home/alice/.gemini").exists
-    assert not host.file("/home/bob/.config/infisical").exists
+@pytest.mark.parametrize(
+    "path",
+    ["/home/alice/.gemini", "/home/bob/.config/infisical", "/home/bob/.claude", "/home/bob/.ssh"],
+)
+def test_missing_credentials_not_created(host, path):
+    assert not host.file(path).exists
+
+
+def test_code_directory_created_private(host):
+    code = host.file("/home/alice/Coding")
+    assert code.is_directory
+    assert (code.user, code.group, code.mode) == ("alice", "alice", 0o700)
 
 
 def test_image_tagged_and_labelled(host):

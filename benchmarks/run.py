@@ -78,10 +78,10 @@ REBUILD = f"{NAME}/rebuild"
 
 COUNTS_FULL = {
     "launcher_true": 20,
-    "launcher_gemini": 8,
+    "launcher_gemini": 6,
     "ready_devenv": 5,
     "ready_before": 3,
-    "rebuild_bump": 3,
+    "rebuild_bump": 2,
     "rebuild_cold": 2,
     "fleet": 1,
     "fleet_second": 1,
@@ -646,6 +646,28 @@ def measure_launcher(counts, launcher: Launcher) -> dict:
         "secrets_added_s": secrets_added,
     }
     comp["notes"] += launcher.notes()
+    dry = summarize(parts["dry"])["median"]
+    interp = summarize(parts["python"])["median"]
+    if not met_true:
+        comp["notes"].append(
+            f"**Why the `true` goal is missed:** before docker even starts, the launcher needs "
+            f"{format_seconds(dry)} (`--dry-run`: interpreter, imports, configuration, full "
+            f"validation; no engine call), of which {format_seconds(interp)} is the interpreter "
+            "alone; then it asks the engine twice over its socket (`/_ping`, the image) and "
+            "spawns the docker CLI. **What would close it:** import only what a run needs "
+            "(the run specification pulls in `dataclasses`, `secrets` and compiles its regular "
+            "expressions at import), let `docker run --pull never` report a missing image "
+            "instead of asking the engine first (one round trip less), and start the "
+            "interpreter with `-S` where the host's site directory adds `.pth` imports "
+            "(this machine's does)."
+        )
+    if not met_gem:
+        comp["notes"].append(
+            "**Why the `gemini --version` goal is missed:** the launcher's fixed cost is the "
+            "same as for `true`, a small share of a command that takes seconds; a larger gap "
+            "means the spread of the runs themselves on a loaded machine (see min - max): "
+            "repeat on a quiet machine with more rounds to close it."
+        )
     return comp
 
 
@@ -707,13 +729,21 @@ def measure_ready(counts, launcher: Launcher) -> dict:
         }
     )
     comp["derived"] = {"speedup": speedup}
+    if not comp["met"]:
+        comp["notes"] += [
+            "**Why the goal is missed:** our side is not instant here: starting Node.js twice "
+            "and loading Gemini CLI's module tree takes seconds on this loaded 2-CPU machine "
+            "(see the min - max of ours), while the before case is bounded by the download. "
+            "**What would close it:** a quieter machine (ours is CPU-bound), or a lighter "
+            "`gemini` start-up (Node's compile cache, `NODE_COMPILE_CACHE`, in the image)."
+        ]
     comp["commands"] = [
         "# ours",
         launcher.display(devenv_argv),
         "# before (a new container, hence an empty npm cache, every time)",
         shlex.join([*before_base, "--name", f"{NAME}-before-N", BEFORE_REF, "sh", "-c", install]),
     ]
-    comp["notes"] = [
+    comp["notes"][:0] = [
         "The before image is the same base with Debian's `nodejs` and `npm` and the proxy's CA "
         "certificates, built outside the timing; its Dockerfile is below.",
         "npm cache not reused: every before run is a new container (`--rm`), and the image "
@@ -894,13 +924,20 @@ def measure_size(facts) -> dict:
         "layers_ours": layers_ours,
         "layers_reference": layers_ref,
     }
+    if share is not None and share > 0.60:
+        comp["notes"].append(
+            "**Why the goal is missed:** see the table of contents: the size left is Debian "
+            "packages (npm from Debian brings hundreds of node-* packages) and the agents "
+            "themselves. **What would close it:** Node.js and npm from a single upstream "
+            "build (devenv_image_nodejs_source: nodesource) instead of Debian's split packages."
+        )
     comp["commands_title"] = "Commands (nothing timed here)"
     comp["commands"] = [
         "docker image inspect --format '{{.Size}}' IMAGE",
         "docker history --human=false --no-trunc IMAGE",
         "docker run --rm --entrypoint sh IMAGE -c 'command -v TOOL'   # for each tool",
     ]
-    comp["notes"] = [
+    comp["notes"][:0] = [
         f"Ours is built by the devenv_image role (`{OUR_FULL_REF}`: base {BASE}, Infisical off, "
         "`devenv_image_build_essential: true`, the proxy's CA certificates); the reference from "
         "its own Dockerfile (below) on the same base.",
@@ -994,6 +1031,18 @@ def measure_rebuild(counts) -> dict:
         }
     )
     comp["derived"] = {"share": share, "steps_rebuilt": rebuilt}
+    if not comp["met"]:
+        comp["notes"].append(
+            "**Why the goal is missed:** the cache works (only the bumped agent's layer and the "
+            "metadata steps after it are rebuilt, see the steps above), but that one layer is "
+            "the most expensive step of the whole build: Gemini CLI is about 470 MB of npm "
+            "packages, all downloaded again through the proxy and unpacked, while the cold "
+            "build adds only the apt layer and Claude Code on top. **What would close it:** "
+            "keep npm's download cache across builds (BuildKit: `RUN --mount=type=cache,"
+            "target=/root/.npm`, so a bump fetches only the packages that changed; needs "
+            "BuildKit, i.e. `community.docker.docker_image_build` with buildx instead of the "
+            "legacy builder), or serve npm from a local caching registry for the build hosts."
+        )
     comp["commands"] = [
         f"docker build -t {REBUILD}:cold --no-cache {rel(ctx_a)}   # A: cold",
         f"docker build -t {REBUILD}:bump --cache-from {REBUILD}:warm {rel(ctx_b)}   # B: bumped",

@@ -255,7 +255,7 @@ def measure_fleet(rounds: int, *, helpers, seconds_per_round: int = 2) -> dict:
     h = helpers
     comp = h.comparison("fleet")
     site = (h.ROOT / "playbooks" / "site.yml").read_text(encoding="utf-8")
-    roles = re.findall(r"role:\s*kuatecno\.devenv\.(\w+)", site)
+    roles = list(dict.fromkeys(re.findall(r"role:\s*kuatecno\.devenv\.(\w+)", site)))
     fleet = Fleet(h)
     samples, recaps, images = run_rounds(fleet, rounds, seconds_per_round)
     s = {key: h.summarize(v) for key, v in samples.items()}
@@ -358,6 +358,10 @@ def measure_fleet(rounds: int, *, helpers, seconds_per_round: int = 2) -> dict:
         "with its own engine started before the timing (no systemd in them) and a fresh "
         "volume at /var/lib/docker; new hosts for every round, so the first converge always "
         "starts from an installed, answering engine and nothing else.",
+        "Settings: the image pulled from the registry, Infisical CLI not installed "
+        "(`devenv_secrets_install_method: none`: its download hosts are unreachable here), no "
+        "users (`devenv_users: []`), so per-user tasks (the `dev` function, credential "
+        "modes) are not part of these timings.",
         "The image is pushed once to the registry before any timing "
         f"({h.OUR_REF}, built by the devenv_image role); each host pulls it (about 1.2 GB "
         "unpacked) from the registry container over the benchmark's own network.",

@@ -217,6 +217,29 @@ def one_round(fleet, number: int, n: int, phases, attempt: int) -> dict:
 def fleet_analysis(met_scale: bool, met_second: bool, changed_again: bool) -> list:
     """Why a fleet goal was missed and what would close it (empty when all are met)."""
     analysis = []
+    if not met_scale:
+        analysis.append(
+            "**Why the 4-host goal is missed:** the four hosts are containers on this one "
+            "machine: their engines pull and unpack the same image at once on its one disk and "
+            "2 CPUs, and Ansible's forks share the same CPUs; on a real fleet each host brings "
+            "its own. **What would close it here:** fewer moving bytes per host (a smaller "
+            "image, see comparison 3) or a machine with more cores; in the product, nothing "
+            "is serialised between hosts."
+        )
+    if not met_second:
+        analysis.append(
+            "**Why the no-change goal is missed:** a converge with nothing to do still runs "
+            "every task (fact gathering, package and file checks, image look-ups), each a "
+            "round trip to the host; here every round trip is a `docker exec` on a loaded "
+            "machine. **What would close it:** fewer tasks on the no-change path (skip the "
+            "package index refresh when packages are present, one image look-up instead of "
+            "several), and facts gathered once (`gather_subset`)."
+        )
+    if changed_again:
+        analysis.append(
+            "A converge with nothing to change reported changes: see the per-converge table "
+            "and the logs under `.state/bench/logs/`; the roles are not idempotent there."
+        )
     return analysis
 
 
@@ -309,41 +332,6 @@ def measure_fleet(rounds: int, *, helpers, seconds_per_round: int = 2) -> dict:
             )
     comp["derived"] = {"scale_4_over_1": scale, "second_over_first": second, "recaps": recaps}
     analysis = fleet_analysis(met_scale, met_second, any(second_changed))
-    for x in recaps:
-        if x["phase"] == "first" and x["round"] == 1 and x["slowest"]:
-            comp["tables"].append(
-                {
-                    "title": f"Slowest tasks of the first converge on {x['hosts']} host(s) "
-                    "(profile_tasks)",
-                    "columns": ["task", "time"],
-                    "rows": [[t, h.format_seconds(sec)] for t, sec in x["slowest"]],
-                }
-            )
-    comp["derived"] = {"scale_4_over_1": scale, "second_over_first": second, "recaps": recaps}
-    analysis = []
-    if not met_scale:
-        analysis.append(
-            "**Why the 4-host goal is missed:** the four hosts are containers on this one "
-            "machine: their engines pull and unpack the same image at once on its one disk and "
-            "2 CPUs, and Ansible's forks share the same CPUs; on a real fleet each host brings "
-            "its own. **What would close it here:** fewer moving bytes per host (a smaller "
-            "image, see comparison 3) or a machine with more cores; in the product, nothing "
-            "is serialised between hosts."
-        )
-    if not met_second:
-        analysis.append(
-            "**Why the no-change goal is missed:** a converge with nothing to do still runs "
-            "every task (fact gathering, package and file checks, image look-ups), each a "
-            "round trip to the host; here every round trip is a `docker exec` on a loaded "
-            "machine. **What would close it:** fewer tasks on the no-change path (skip the "
-            "package index refresh when packages are present, one image look-up instead of "
-            "several), and facts gathered once (`gather_subset`)."
-        )
-    if any(second_changed):
-        analysis.append(
-            "A converge with nothing to change reported changes: see the per-converge table "
-            "and the logs under `.state/bench/logs/`; the roles are not idempotent there."
-        )
     comp["commands"] = [
         "ansible-playbook -i INVENTORY playbooks/site.yml   # timed; INVENTORY below",
     ]

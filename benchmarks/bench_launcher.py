@@ -111,6 +111,9 @@ class Launcher:
         argv = [str(a) for a in argv]
         if argv and argv[0] == str(self.program):
             argv[0] = "devenv"
+        if "--name" in argv:
+            # The name holds this machine's host name and a random part: shown generically.
+            argv[argv.index("--name") + 1] = "devenv-HOST-RANDOM"
         text = shlex.join(argv)
         return text.replace(str(self.code_dir), "$CODE_DIR")
 

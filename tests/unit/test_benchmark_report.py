@@ -196,3 +196,12 @@ def test_build_count_rebuilt_counts_steps_not_from_the_cache():
         'Step 4/4 : CMD ["bash"]\n ---> Running in 5678\n'
     )
     assert run.build_count_rebuilt(output) == 2
+
+
+def test_fleet_analysis_explains_only_missed_goals():
+    from bench_fleet import fleet_analysis
+
+    assert fleet_analysis(True, True, False) == []
+    notes = fleet_analysis(False, True, False)
+    assert len(notes) == 1 and "4-host goal" in notes[0]
+    assert len(fleet_analysis(True, False, True)) == 2

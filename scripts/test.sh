@@ -16,7 +16,7 @@ mkdir -p "$DEVENV_STATE"
 LAYERS=("$@")
 [ "${#LAYERS[@]}" -gt 0 ] || LAYERS=(lint unit integration molecule)
 # Molecule scenarios, in order (each a directory under molecule/).
-MOLECULE_SCENARIOS=(${DEVENV_MOLECULE_SCENARIOS:-default})
+MOLECULE_SCENARIOS=(${DEVENV_MOLECULE_SCENARIOS:-default fleet})
 
 SUMMARY=()
 sweep() {

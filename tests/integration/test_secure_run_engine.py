@@ -23,13 +23,15 @@ import yaml
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from container_security import assert_runtime_properties  # noqa: E402
+
 MODULE = ROOT / "collections/devenv/plugins/modules/secure_run.py"
 STAND_IN = ROOT / "tests/support/infisical"
 IMAGE = "devenv-test/debian:13"
 TEST_LABEL = "io.kuatecno.devenv.test"
 RUN_LABEL = "io.kuatecno.devenv.testrun"
 UID = GID = 1000
-SENSITIVE = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr")
 
 # Reports, from inside the container, what the security notes ask to be checked there.
 PROBE = r"""
@@ -223,39 +225,6 @@ def ansible_temp_dirs(tmp_path):
 
 def inspect(container_id):
     return json.loads(docker("inspect", container_id))[0]
-
-
-# ---------------------------------------------------------------- runtime properties
-
-
-def assert_runtime_properties(info, *, memory):
-    """Every runtime property of security-notes.md, on one `docker inspect` result."""
-    host = info["HostConfig"]
-    config = info["Config"]
-    assert host["Privileged"] is False
-    assert "ALL" in (host["CapDrop"] or [])
-    assert not host["CapAdd"]
-    assert "no-new-privileges" in (host["SecurityOpt"] or [])
-    assert not any("unconfined" in opt for opt in host["SecurityOpt"] or [])
-    assert host["Memory"] == memory
-    assert host["MemorySwap"] == host["Memory"]
-    assert host["NanoCpus"] > 0
-    assert host["PidsLimit"] not in (None, 0, -1)
-    for key in ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode"):
-        assert host.get(key, "") != "host", key
-    sources = [m["Source"] for m in info["Mounts"]]
-    assert not any(s.endswith("docker.sock") for s in sources)
-    assert not set(sources) & set(SENSITIVE)
-    assert {m["Propagation"] for m in info["Mounts"] if m["Type"] == "bind"} == {"rprivate"}
-    assert not host["Devices"]
-    assert not host["PortBindings"]
-    assert not info["NetworkSettings"]["Ports"]
-    assert host["RestartPolicy"]["Name"] in ("", "no")
-    assert host["AutoRemove"] is True
-    assert config["User"] not in ("", "0", "root", "0:0")
-    assert not config["User"].startswith(("0:", "root:"))
-    assert host["ReadonlyRootfs"] is True
-    assert host["Init"] is True
 
 
 def test_runtime_properties_on_the_running_container_and_inside(tmp_path, run_id, code_dir):

@@ -13,14 +13,8 @@ need_root
 cd "$DEVENV_ROOT"
 mkdir -p "$DEVENV_STATE"
 
-ensure_host_packages python3-venv debootstrap docker.io docker-registry git
-ensure_venv
-activate_venv
-ensure_engine
-ensure_test_images
+prepare_test_world
 # The fleet's registry: Debian's docker-registry in a container (the tests' image).
 ensure_derived_image "$DEVENV_TEST_IMAGE_PREFIX/registry:13" "$DEVENV_ROOT/tests/images/registry"
-# Extra CA certificates (TLS-intercepting proxies) for image builds and npm.
-export DEVENV_TEST_CA_DIR="${DEVENV_TEST_CA_DIR:-/usr/local/share/ca-certificates}"
 
 exec python3 "$DEVENV_ROOT/benchmarks/run.py" "$@"

@@ -80,13 +80,7 @@ layer_molecule() {
 }
 
 setup_start=$SECONDS
-ensure_host_packages python3-venv debootstrap docker.io docker-registry git
-ensure_venv
-activate_venv
-ensure_engine
-ensure_test_images
-# Extra CA certificates (TLS-intercepting proxies) for image builds in tests.
-export DEVENV_TEST_CA_DIR="${DEVENV_TEST_CA_DIR:-/usr/local/share/ca-certificates}"
+prepare_test_world
 SUMMARY+=("$(printf '%-12s done    %4ds' setup $((SECONDS - setup_start)))")
 
 for layer in "${LAYERS[@]}"; do

@@ -73,3 +73,15 @@ ensure_test_registry() {
   docker push -q "$local_ref" >/dev/null
   docker rmi "$local_ref" >/dev/null
 }
+
+# Everything the test suite and the benchmark need on a fresh machine: Debian
+# packages, the pinned toolchain (activated), a Docker engine, the local base images,
+# and the host's extra CA certificates (TLS-intercepting proxies) for image builds.
+prepare_test_world() {
+  ensure_host_packages python3-venv debootstrap docker.io docker-registry git
+  ensure_venv
+  activate_venv
+  ensure_engine
+  ensure_test_images
+  export DEVENV_TEST_CA_DIR="${DEVENV_TEST_CA_DIR:-/usr/local/share/ca-certificates}"
+}

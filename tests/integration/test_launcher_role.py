@@ -18,10 +18,11 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
+import install_launcher  # noqa: E402
 from roles_testhost import TestHost  # noqa: E402
 
 MODULE_UTILS = ROOT / "collections" / "devenv" / "plugins" / "module_utils"
-LIB_FILES = ("__init__.py", "_runspec.py", "_infisical.py", "_launcher.py")
+LIB_FILES = install_launcher.launcher_files()
 PLAYBOOK = "launcher_role.yml"
 ALICE_BASHRC = "# alice's own settings\nexport KEEP=1\nalias ll='ls -l'\n"
 MARKER_BEGIN = "# BEGIN devenv: dev shell function (managed by Ansible)"

@@ -420,10 +420,10 @@ def test_terminated_module_stops_and_removes_its_container(tmp_path, run_id, cod
 
 
 def test_watchdog_removes_a_created_container_when_the_module_dies_before_start(run_id):
-    from ansible_collections.kuatecno.devenv.plugins.module_utils import _secure_run
+    from ansible_collections.kuatecno.devenv.plugins.module_utils import _engine
 
     name = f"devenv-test-{run_id}"
-    watchdog = _secure_run._start_watchdog(None, name)
+    watchdog = _engine._start_watchdog(None, name)
     docker("create", "--label", f"{TEST_LABEL}=1", "--label", f"{RUN_LABEL}={run_id}",
            "--name", name, IMAGE, "true")  # fmt: skip
     assert containers(run_id)

@@ -1,4 +1,4 @@
-"""A disposable Debian test host (a container) for running a role with ansible-playbook.
+"""Disposable Debian test hosts (containers) for running a role with ansible-playbook.
 
 Used by tests/integration/test_launcher_role.py and test_secrets_role.py. The host is a
 plain `devenv-test/debian:13` container reached with the community.docker.docker
@@ -12,6 +12,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -75,7 +76,7 @@ class TestHost:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, purpose):
+    def __init__(self, purpose, *, image=IMAGE, run_args=()):
         self.name = f"devenv-test-{purpose}-{uuid.uuid4().hex[:8]}"
         self.run_id = uuid.uuid4().hex
         docker(
@@ -89,13 +90,65 @@ class TestHost:
             f"{RUN_LABEL}={self.run_id}",
             "--network",
             "bridge",
-            IMAGE,
+            *run_args,
+            image,
             "sleep",
             "infinity",
         )
 
     def remove(self):
         docker("rm", "--force", "--volumes", self.name, check=False)
+
+
+# A test host with its own Docker engine (the recipe of docs/test-environment: no
+# --privileged here; every capability but one, seccomp and AppArmor unconfined, the
+# cgroup tree writable, an anonymous volume for the engine's storage).
+NESTED_ENGINE_IMAGE = "devenv-test/debian-docker:13"
+NESTED_ENGINE_ARGS = (
+    "--cap-add=ALL",
+    "--cap-drop=SYS_RESOURCE",
+    "--security-opt=seccomp=unconfined",
+    "--security-opt=apparmor=unconfined",
+    "--volume=/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--mount=type=volume,target=/var/lib/docker",
+    "--env=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1",
+)
+
+
+class EngineHost(TestHost):
+    """A TestHost that runs its own dockerd; `load(image)` copies an image of this
+    machine's engine into it (docker save | docker load), so nothing is pulled."""
+
+    __test__ = False
+
+    def __init__(self, purpose, *, run_args=()):
+        super().__init__(
+            purpose, image=NESTED_ENGINE_IMAGE, run_args=(*NESTED_ENGINE_ARGS, *run_args)
+        )
+        self.sh("rm -f /var/run/docker.pid")
+        docker("exec", "--detach", self.name, "sh", "-c", "dockerd >/var/log/dockerd.log 2>&1")
+        for _ in range(120):
+            if self.sh("docker info >/dev/null 2>&1", check=False).returncode == 0:
+                return
+            time.sleep(0.5)
+        raise AssertionError(
+            f"the engine in {self.name} did not start:\n"
+            + self.out("tail -n 30 /var/log/dockerd.log")
+        )
+
+    def load(self, image):
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        done = subprocess.run(
+            ["docker", "exec", "-i", self.name, "docker", "load", "-q"],
+            stdin=save.stdout,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        save.stdout.close()
+        save.wait(timeout=60)
+        assert done.returncode == 0 and save.returncode == 0, done.stderr
 
     def sh(self, script, check=True, user=None):
         args = ["exec"]

@@ -20,7 +20,7 @@ from ansible_collections.kuatecno.devenv.plugins.module_utils import _launcher a
 from ansible_collections.kuatecno.devenv.plugins.module_utils._launcher import (
     LaunchError,
     UsageError,
-    effective_config,
+    load_settings,
     parse_run_args,
 )
 from ansible_collections.kuatecno.devenv.plugins.module_utils._runspec import Host
@@ -131,37 +131,36 @@ def test_layers_and_sources(system_file, host, home):
         home / ".config" / "devenv" / "config.json",
         {"memory": "3g", "ssh": "none", "secrets": {"environment": "staging"}},
     )
-    settings, sources = effective_config({"memory": "1g", "cpus": "1"}, host, os.environ)
+    settings = load_settings({"memory": "1g", "cpus": "1"}, host, os.environ)
     assert settings["image"] == "devenv:1"
-    assert sources["image"] == f"system file {system_file}"
+    assert settings.source("image") == f"system file {system_file}"
     assert settings["code_dir"] == "/srv/alice"
-    assert sources["code_dir"] == f"system file {system_file} (users.alice)"
-    assert settings["ssh"] == "none" and sources["ssh"].startswith("user file ")
-    assert settings["memory"] == "1g" and sources["memory"] == "flag"
-    assert settings["secrets"] == {"project_id": "p", "environment": "staging"}
-    assert sources["pids_limit"] == "default" and "pids_limit" not in settings
-    assert "users" not in settings and "users" not in sources
+    assert settings.source("code_dir") == f"system file {system_file} (users.alice)"
+    assert settings["ssh"] == "none" and settings.source("ssh").startswith("user file ")
+    assert settings.raw("memory") == "1g" and settings.source("memory") == "flag"
+    assert settings.raw("secrets") == {"project_id": "p", "environment": "staging"}
+    assert settings["secrets"]["environment"] == "staging"
+    assert settings["secrets"]["project_id"] == "p"
+    assert settings.source("pids_limit") == "default" and settings["pids_limit"] == 100
 
 
 def test_missing_files_mean_defaults(system_file, host):
-    settings, sources = effective_config({}, host, os.environ)
-    assert settings == {}
-    assert set(sources.values()) == {"default"}
+    settings = load_settings({}, host, os.environ)
+    assert {settings.source(name) for name in settings.names()} == {"default"}
 
 
 @pytest.mark.parametrize("key", ["limits_max", "users"])
 def test_user_file_cannot_set_admin_keys(system_file, host, home, key):
     write(home / ".config" / "devenv" / "config.json", {key: {}})
-    with pytest.raises(LaunchError, match="only be set by the administrator"):
-        effective_config({}, host, os.environ)
+    with pytest.raises(LaunchError, match="only be set by the administrator") as info:
+        load_settings({}, host, os.environ)
+    assert str(system_file) in str(info.value)
 
 
 def test_xdg_config_home(system_file, host, tmp_path):
     write(tmp_path / "xdg" / "devenv" / "config.json", {"memory": "5g"})
-    settings, _ = effective_config(
-        {}, host, dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "xdg"))
-    )
-    assert settings["memory"] == "5g"
+    settings = load_settings({}, host, dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "xdg")))
+    assert settings.raw("memory") == "5g"
 
 
 @pytest.mark.parametrize(
@@ -171,14 +170,14 @@ def test_xdg_config_home(system_file, host, tmp_path):
 def test_bad_system_file(system_file, host, content, fragment):
     system_file.write_text(content)
     with pytest.raises(LaunchError, match=fragment) as info:
-        effective_config({}, host, os.environ)
+        load_settings({}, host, os.environ)
     assert info.value.code == 2
 
 
 def test_bad_users_entry(system_file, host):
     write(system_file, {"users": {"alice": {"memory": "9g"}}})
     with pytest.raises(LaunchError, match="cannot be set per user"):
-        effective_config({}, host, os.environ)
+        load_settings({}, host, os.environ)
 
 
 def test_flag_above_admin_limit_refused(system_file, host, home, capsys, monkeypatch):
@@ -188,20 +187,17 @@ def test_flag_above_admin_limit_refused(system_file, host, home, capsys, monkeyp
     assert "allowed: 6m to 2g" in capsys.readouterr().err
 
 
-def test_workdir_follows_the_current_directory(host, home, monkeypatch):
+def test_workdir_follows_the_current_directory(system_file, host, home, monkeypatch):
     monkeypatch.chdir(home / "Coding" / "proj" / "sub")
-    settings, sources = {}, {"workdir": "default"}
-    la._default_workdir(settings, sources, host)
+    settings = la.default_workdir(load_settings({}, host, os.environ), host)
     assert settings["workdir"] == "/app/proj/sub"
-    assert sources["workdir"] == "current directory"
+    assert settings.source("workdir") == "current directory"
     monkeypatch.chdir(home)
-    settings, sources = {}, {"workdir": "default"}
-    la._default_workdir(settings, sources, host)
-    assert settings == {}
-    settings, sources = {"workdir": "/tmp"}, {"workdir": "flag"}
+    settings = la.default_workdir(load_settings({}, host, os.environ), host)
+    assert (settings["workdir"], settings.source("workdir")) == ("/app", "default")
     monkeypatch.chdir(home / "Coding" / "proj")
-    la._default_workdir(settings, sources, host)
-    assert settings["workdir"] == "/tmp"
+    settings = la.default_workdir(load_settings({"workdir": "/tmp"}, host, os.environ), host)
+    assert (settings["workdir"], settings.source("workdir")) == ("/tmp", "flag")
 
 
 def test_config_command_shows_sources(system_file, host, home, capsys, monkeypatch):
@@ -231,7 +227,7 @@ def test_check_file(tmp_path, capsys):
     for data, fragment in [
         ({"memory": "9g", "limits_max": {"memory": "8g"}}, "allowed: 6m to 8g"),
         ({"secrets": {"project_id": ""}}, "project_id"),
-        ({"mounts": [{"source": "/var/run/docker.sock", "target": "/s"}]}, "system directory"),
+        ({"mounts": [{"source": "/var/run/docker.sock", "target": "/s"}]}, "engine's socket"),
     ]:
         bad = tmp_path / "bad.json"
         write(bad, data)
@@ -340,7 +336,7 @@ def test_dry_run_prints_names_never_values(run_env, capsys):
     assert calls == []
     assert canary() not in out
     first, second = out.splitlines()
-    assert first.startswith("docker run --rm --init --pull never ")
+    assert first.startswith("docker run --pull never --rm --init ")
     assert first.endswith("-- devenv-test/debian:13 sh -c 'echo hi'")
     assert "--env DEVENV_CANARY" in first
     assert second.endswith("DEVENV_CANARY DEVENV_PLAIN")
@@ -390,10 +386,10 @@ def test_engine_socket(tmp_path, environ, config, expected):
 
 
 class FakeEngine:
-    """A unix-socket HTTP server answering /_ping and /images/<ref>/json."""
+    """A unix-socket HTTP server answering /images/<ref>/json and /events."""
 
-    def __init__(self, path, images, ping=200, events=b""):
-        self.path, self.images, self.ping, self.events = str(path), images, ping, events
+    def __init__(self, path, images, status=None, events=b""):
+        self.path, self.images, self.status, self.events = str(path), images, status, events
         self.requests = []
         self.server = socket.socket(socket.AF_UNIX)
         self.server.bind(self.path)
@@ -412,8 +408,8 @@ class FakeEngine:
                 target = request.split(" ")[1]
                 self.requests.append(target)
                 body = b"OK"
-                if target == "/_ping":
-                    status = self.ping
+                if self.status is not None:
+                    status = self.status
                 elif target.startswith("/events?"):
                     status, body = 200, self.events
                 else:
@@ -433,12 +429,8 @@ def test_check_engine_ok_and_image_missing(tmp_path):
             la.check_engine("devenv:2", env, str(tmp_path))
         assert "ansible-playbook playbooks/site.yml --tags image" in str(info.value)
         assert "never pulls" in str(info.value)
-        assert engine.requests == [
-            "/_ping",
-            "/images/devenv:1/json",
-            "/_ping",
-            "/images/devenv:2/json",
-        ]
+        # One round trip each: the image lookup also proves that the engine answers.
+        assert engine.requests == ["/images/devenv:1/json", "/images/devenv:2/json"]
     finally:
         engine.close()
 
@@ -457,7 +449,7 @@ def test_oom_event_over_the_socket(tmp_path, events, expected):
 
 
 def test_check_engine_not_ready(tmp_path):
-    engine = FakeEngine(tmp_path / "d.sock", set(), ping=500)
+    engine = FakeEngine(tmp_path / "d.sock", set(), status=500)
     try:
         with pytest.raises(LaunchError, match="not ready"):
             la.check_engine("devenv:1", {"DOCKER_HOST": f"unix://{engine.path}"}, str(tmp_path))
@@ -604,7 +596,7 @@ def test_install_layout_and_lean_start(tmp_path):
         sys.path.insert(0, {str(lib.parent)!r})
         import devenv_lib._launcher
         heavy = ("subprocess", "socket", "shlex", "argparse", "devenv_lib._infisical",
-                 "ansible", "threading", "asyncio")
+                 "ansible", "threading", "asyncio", "typing", "dataclasses", "inspect")
         print(sorted(m for m in heavy if m in sys.modules))
         """
     )
@@ -636,7 +628,7 @@ def test_role_check_code_runs_against_the_installed_library(tmp_path):
     assert bad.returncode == 2 and "memory" in bad.stderr
 
 
-@pytest.mark.parametrize("name", ["_runspec.py", "_infisical.py", "_launcher.py"])
+@pytest.mark.parametrize("name", ["_settings.py", "_runspec.py", "_infisical.py", "_launcher.py"])
 def test_python39_syntax_and_stdlib_only(name):
     source = (MODULE_UTILS / name).read_text(encoding="utf-8")
     tree = ast.parse(source, feature_version=(3, 9))

@@ -71,8 +71,9 @@ def test_argument_spec_types_match_defaults(role):
         kind = option.get("type", "str")
         assert kind in TYPE_CHECKS, f"{role}: {name} has unknown type {kind}"
         value = defaults[name]
-        # A templated default (a Jinja string) is resolved at run time.
-        if isinstance(value, str) and "{{" in value:
+        # A templated default (a Jinja string) is resolved at run time; null means unset
+        # (Ansible's argument spec validation accepts None for every type).
+        if (isinstance(value, str) and "{{" in value) or value is None:
             continue
         assert TYPE_CHECKS[kind](value), f"{role}: {name} is {type(value).__name__}, spec {kind}"
         if kind == "list" and value and "elements" in option:

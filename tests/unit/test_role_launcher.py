@@ -1,8 +1,9 @@
 """The devenv_launcher role's pure parts, evaluated with Ansible's templating (no host).
 
-The configuration rendered from the role's defaults must pass the very checks the role
-runs before writing it (the launcher's `config --check`, i.e. `check_settings`) and must
-build a run for a user; the OS maps; the dev block; which rc files each user gets.
+The configuration rendered from the role's defaults holds only what the administrator
+set, must pass the very check the role runs before writing it (the launcher's
+`config --check`: parse, then resolve for each login) and must build a run for a user;
+the OS maps; the dev block; which rc files each user gets.
 """
 
 import json
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ansible_collections.kuatecno.devenv.plugins.module_utils import _runspec
+from ansible_collections.kuatecno.devenv.plugins.module_utils import _runspec, _settings
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
@@ -30,30 +31,51 @@ def rendered_config(**variables):
     return json.loads(RoleVars(ROLE, **variables).render("config.json.j2"))
 
 
-def test_default_config_has_the_reference_limits():
+def _spec(config, cpus=2, tmp_path=None):
+    home = tmp_path / "alice"
+    (home / "Coding").mkdir(parents=True, exist_ok=True)
+    host = _runspec.Host(1000, 1000, "alice", str(home), cpus, {})
+    return _runspec.build_spec(config, host=host)
+
+
+def test_default_config_writes_only_what_the_role_sets(tmp_path):
     config = rendered_config(devenv_users=[])
-    assert config["image"] == "devenv:latest"
-    assert (config["memory"], config["cpus"], config["pids_limit"]) == ("4g", 2.0, 100)
-    assert config["memory_swap"] is None
+    # What the run specification decides by default is left to it, not written.
+    for key in ("image", "memory", "memory_swap", "cpus", "pids_limit", "ssh", "gitconfig"):
+        assert key not in config, key
+    assert "read_only_rootfs" not in config and "secrets" not in config
     assert config["limits_max"] == {"memory": "8g", "cpus": 2.0, "pids_limit": 200}
-    assert config["ssh"] == "auto"
-    assert config["read_only_rootfs"] is True
     assert config["code_dir"] == "~/Coding"
-    assert config["gitconfig"] == "~/.gitconfig"
-    assert config["secrets"] is None
     assert config["users"] == {}
     targets = {c["target"] for c in config["credentials"]}
     assert targets == {".claude", ".claude.json", ".gemini"}
     assert not any(c["required"] for c in config["credentials"])
 
 
+@pytest.mark.parametrize(("cpus", "nano"), [(2, 2_000_000_000), (1, 1_000_000_000)])
+def test_default_config_gives_the_reference_limits_and_fits_a_small_host(tmp_path, cpus, nano):
+    spec = _spec(rendered_config(devenv_users=[]), cpus, tmp_path)
+    assert spec.image == "devenv:latest"
+    assert (spec.memory, spec.memory_swap, spec.pids_limit) == (4 * 1024**3, 4 * 1024**3, 100)
+    assert spec.nano_cpus == nano
+    assert spec.read_only_rootfs is True
+
+
 def test_default_config_keys_are_all_run_spec_settings():
     config = rendered_config()
-    assert set(config) <= set(_runspec.SETTINGS_DEFAULTS)
+    assert set(config) <= set(_settings.BY_NAME)
+
+
+def _check(config, cpus=2, tmp_path=None):
+    def host_for(login):
+        return _runspec.Host(1000, 1000, login or "", "/nonexistent", cpus, {})
+
+    return _runspec.check_config(config, source="configuration", host_for=host_for)
 
 
 def test_rendered_config_passes_the_role_s_own_check():
-    _runspec.check_settings(rendered_config(), cpu_count=2)
+    _check(rendered_config())
+    _check(rendered_config(), cpus=1)
 
 
 def test_rendered_config_builds_a_run_for_each_user(tmp_path):
@@ -81,7 +103,7 @@ def test_rendered_config_builds_a_run_for_each_user(tmp_path):
 )
 def test_bad_settings_are_refused_by_the_check(variables, field):
     with pytest.raises(_runspec.RunSpecError, match=field):
-        _runspec.check_settings(rendered_config(**variables), cpu_count=2)
+        _check(rendered_config(**variables))
 
 
 def test_per_user_settings_go_to_users_only_when_set():
@@ -110,10 +132,19 @@ def test_infisical_secrets_source():
     }
 
 
-def test_memory_swap_and_gitconfig_empty_mean_null():
+def test_memory_swap_empty_means_unset_and_gitconfig_empty_means_none(tmp_path):
     config = rendered_config(devenv_launcher_memory_swap="6g", devenv_launcher_gitconfig="")
     assert config["memory_swap"] == "6g"
-    assert config["gitconfig"] is None
+    assert config["gitconfig"] == ""
+    assert "memory_swap" not in rendered_config(devenv_launcher_memory_swap="")
+    home = tmp_path / "alice"
+    (home / "Coding").mkdir(parents=True)
+    (home / ".gitconfig").write_text("")
+    host = _runspec.Host(1000, 1000, "alice", str(home), 2, {})
+    no_git = _runspec.build_spec(dict(config, users={}), host=host)
+    assert all(m.target != "/home/dev/.gitconfig" for m in no_git.mounts)
+    git = _runspec.build_spec(rendered_config(devenv_users=[]), host=host)
+    assert any(m.target == "/home/dev/.gitconfig" for m in git.mounts)
 
 
 @pytest.mark.parametrize(

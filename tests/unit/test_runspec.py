@@ -9,7 +9,7 @@ from ansible_collections.kuatecno.devenv.plugins.module_utils._runspec import (
     Host,
     RunSpecError,
     build_spec,
-    check_settings,
+    check_config,
     parse_memory,
     validate_env,
 )
@@ -824,10 +824,26 @@ def test_null_means_default(host):
     assert (spec.memory, spec.nano_cpus, spec.image) == (4 * 1024**3, 2 * 10**9, "devenv:latest")
 
 
-# ---------------------------------------------------------------- static check of a file
+# ---------------------------------------------------------------- the check of a file
 
 
-def test_check_settings_accepts_the_documented_example():
+@pytest.fixture
+def host_for(tmp_path):
+    """Each login a fresh home on a 2-CPU host, as the role's check sees them."""
+
+    def make(login):
+        home = tmp_path / "homes" / (login or "nobody")
+        home.mkdir(parents=True, exist_ok=True)
+        return Host(1000, 1000, login or "", str(home), 2, {})
+
+    return make
+
+
+def check_settings(settings, host_for):
+    return check_config(settings, source="system file", host_for=host_for)
+
+
+def test_check_settings_accepts_the_documented_example(host_for):
     check_settings(
         {
             "image": "devenv:latest",
@@ -848,7 +864,7 @@ def test_check_settings_accepts_the_documented_example():
             "secrets": {"provider": "infisical", "project_id": "p"},
             "users": {"alice": {"code_dir": "/srv/alice/code", "gitconfig": None}},
         },
-        cpu_count=2,
+        host_for,
     )
 
 
@@ -861,21 +877,34 @@ def test_check_settings_accepts_the_documented_example():
         ({"ssh": "maybe"}, "ssh"),
         ({"code_dir": "relative"}, "absolute"),
         ({"code_dir": "/etc"}, "system directory"),
-        ({"mounts": [{"source": "/", "target": "/d"}]}, "system directory"),
+        ({"mounts": [{"source": "/", "target": "/d"}]}, "filesystem root"),
         ({"mounts": [{"source": "/srv", "target": "/proc"}]}, "system directory"),
         ({"credentials": [{"source": "~/.c", "target": "/abs"}]}, "relative"),
         ({"users": {"bob": {"pids_limit": 5}}}, "cannot be set per user"),
         ({"users": {"bob": {"ssh": "x"}}}, "ssh"),
-        ({"users": {"bob": {"mounts": [{"source": "/usr", "target": "/u"}]}}}, "users.bob.mounts"),
+        ({"users": {"bob": {"mounts": [{"source": "/usr", "target": "/u"}]}}}, "(users.bob)"),
         ({"env": {"PATH": "/x"}}, "reserved"),
         ({"labels": {"Bad": "1"}}, "labels"),
         ({"typo": 1}, "unknown key"),
     ],
 )
-def test_check_settings_rejects(settings, fragment):
+def test_check_settings_rejects(settings, fragment, host_for):
     with pytest.raises(RunSpecError) as info:
-        check_settings(settings, cpu_count=2)
+        check_settings(settings, host_for)
     assert fragment in str(info.value)
+
+
+def test_check_resolves_each_configured_login_and_lets_missing_paths_pass(host_for):
+    settings = {
+        "ssh": "agent",
+        "code_dir": "~/not-yet",
+        "credentials": [{"source": "~/.claude", "target": ".claude", "required": True}],
+        "users": {"bob": {"code_dir": "/srv/bob/code"}},
+    }
+    notices = check_settings(settings, host_for)
+    assert any(n.startswith("any user: code_dir") for n in notices)
+    assert any(n.startswith("bob: code_dir") for n in notices)
+    assert any("credentials[0].source" in n for n in notices)
 
 
 def test_module_is_stdlib_only():

@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.kuatecno.devenv.plugins.module_utils import _infisical, _runspec
+from ansible_collections.kuatecno.devenv.plugins.module_utils import (
+    _engine,
+    _infisical,
+    _runspec,
+    _settings,
+)
 from ansible_collections.kuatecno.devenv.plugins.module_utils import _secure_run as sr
 from ansible_collections.kuatecno.devenv.plugins.modules import secure_run
 from docker import errors as docker_errors
@@ -69,8 +74,15 @@ def test_secret_options_are_no_log(name):
 
 
 def test_every_setting_option_is_a_runspec_setting():
-    assert set(sr.SETTING_OPTIONS) <= set(_runspec.SETTINGS_DEFAULTS)
+    assert set(sr.SETTING_OPTIONS) <= set(_settings.BY_NAME)
     assert set(sr.SETTING_OPTIONS) <= set(secure_run.ARGUMENT_SPEC)
+
+
+def test_the_setting_options_are_the_table_s_module_options():
+    table = {s.name for s in _settings.SETTINGS if s.module}
+    assert set(sr.SETTING_OPTIONS) == table
+    infisical = secure_run.ARGUMENT_SPEC["infisical"]["options"]
+    assert set(infisical) == {s.name for s in _settings.SECRET_SETTINGS if s.module} | {"token"}
 
 
 # ---------------------------------------------------------------- parameter mapping
@@ -113,7 +125,9 @@ def test_settings_mapping_passes_options_under_spec_names(tmp_path):
     )
     settings = sr.settings_from_params(params)
     assert "secrets" not in settings  # no Infisical option: nothing to fetch
-    spec = _runspec.build_spec(settings, secrets={"API_KEY": SECRET}, host=_host(tmp_path))
+    spec = _runspec.build_spec(
+        settings, secrets={"API_KEY": SECRET}, host=_host(tmp_path), module=True
+    )
     assert spec.memory == spec.memory_swap == 512 * 1024**2
     assert spec.nano_cpus == 1_500_000_000
     assert spec.pids_limit == 50
@@ -127,14 +141,15 @@ def test_settings_mapping_passes_options_under_spec_names(tmp_path):
 
 def test_unset_options_leave_the_spec_defaults(tmp_path):
     settings = sr.settings_from_params(_params(tmp_path))
-    spec = _runspec.build_spec(settings, host=_host(tmp_path))
-    defaults = _runspec.SETTINGS_DEFAULTS
+    spec = _runspec.build_spec(settings, host=_host(tmp_path), module=True)
+    defaults = {s.name: s.default for s in _settings.SETTINGS}
     assert spec.memory == _runspec.parse_memory(defaults["memory"])
     assert spec.pids_limit == defaults["pids_limit"]
     assert spec.workdir == defaults["workdir"]
     assert spec.read_only_rootfs is defaults["read_only_rootfs"]
     # gitconfig unset means none for the module (not the launcher's ~/.gitconfig).
     assert settings["gitconfig"] is None
+    assert all(m.target != "/home/dev/.gitconfig" for m in spec.mounts)
 
 
 def test_infisical_options_map_to_the_fetcher_settings_without_the_token(tmp_path):
@@ -154,7 +169,7 @@ def test_infisical_options_map_to_the_fetcher_settings_without_the_token(tmp_pat
     assert argv[0] == "/opt/bin/infisical"
     assert "proj-1" in " ".join(argv) and "prod" in " ".join(argv)
     assert SECRET not in " ".join(argv)
-    _runspec.build_spec(settings, host=_host(tmp_path))  # `secrets` is a known setting
+    _runspec.build_spec(settings, host=_host(tmp_path), module=True)  # a known setting
 
 
 def test_token_reaches_infisical_only_through_its_environment(tmp_path, monkeypatch):
@@ -170,14 +185,14 @@ def test_token_reaches_infisical_only_through_its_environment(tmp_path, monkeypa
     )
     infisical = {"project_id": "p1", "timeout": 7, "binary": "infisical", "token": "tok-123"}
     settings = sr.settings_from_params(_params(tmp_path, infisical=infisical))
-    assert sr._fetch(settings, infisical) == {"API_KEY": SECRET}
+    assert sr._fetch(settings["secrets"], infisical) == {"API_KEY": SECRET}
     assert seen["env"]["INFISICAL_TOKEN"] == "tok-123"
     assert "tok-123" not in " ".join(seen["argv"])
     assert seen["timeout"] == 7
 
 
 def test_merge_secrets_refuses_a_name_given_twice_without_showing_values():
-    with pytest.raises(sr.SecureRunError) as info:
+    with pytest.raises(_engine.SecureRunError) as info:
         sr.merge_secrets({"API_KEY": "a"}, {"API_KEY": SECRET, "OTHER": "b"})
     assert "API_KEY" in str(info.value)
     assert SECRET not in str(info.value)
@@ -189,12 +204,12 @@ def test_merge_secrets_refuses_a_name_given_twice_without_showing_values():
 
 def test_redact_env_hides_only_the_named_values():
     env = ["HOME=/home/dev", f"API_KEY={SECRET}", "MODE=ci", "EMPTY=", "NOEQUALS"]
-    out = sr.redact_env(env, {"API_KEY", "EMPTY"})
+    out = _engine.redact_env(env, {"API_KEY", "EMPTY"})
     assert out == [
         "HOME=/home/dev",
-        f"API_KEY={sr.REDACTED}",
+        f"API_KEY={_engine.REDACTED}",
         "MODE=ci",
-        f"EMPTY={sr.REDACTED}",
+        f"EMPTY={_engine.REDACTED}",
         "NOEQUALS",
     ]
 
@@ -209,7 +224,7 @@ def test_effective_settings_redacts_and_keeps_the_engine_view():
         "HostConfig": {"CapDrop": ["ALL"], "AutoRemove": True},
         "Mounts": [{"Type": "bind", "Destination": "/app"}],
     }
-    view = sr.effective_settings(info, {"API_KEY"})
+    view = _engine.effective_settings(info, {"API_KEY"})
     assert SECRET not in json.dumps(view)
     assert view["name"] == "devenv-x"
     assert view["config"]["User"] == "1000:1000"
@@ -218,26 +233,28 @@ def test_effective_settings_redacts_and_keeps_the_engine_view():
 
 def test_planned_spec_holds_no_secret_value(tmp_path):
     settings = sr.settings_from_params(_params(tmp_path, env={"MODE": "x-env-value"}))
-    spec = _runspec.build_spec(settings, secrets={"API_KEY": SECRET}, host=_host(tmp_path))
+    spec = _runspec.build_spec(
+        settings, secrets={"API_KEY": SECRET}, host=_host(tmp_path), module=True
+    )
     view = sr.planned(spec)
     text = json.dumps(view)
     assert SECRET not in text and "x-env-value" not in text
-    assert f"API_KEY={sr.REDACTED}" in view["body"]["Env"]
+    assert f"API_KEY={_engine.REDACTED}" in view["body"]["Env"]
     assert view["body"]["HostConfig"] == spec.engine_create_body()["HostConfig"]
 
 
 def test_timestamp_reads_the_engine_time_in_utc():
-    assert sr._timestamp("1970-01-01T00:01:40.999999999Z") == 100
-    assert sr._timestamp("2026-01-02T03:04:05Z") == 1767323045
+    assert _engine._timestamp("1970-01-01T00:01:40.999999999Z") == 100
+    assert _engine._timestamp("2026-01-02T03:04:05Z") == 1767323045
 
 
 def test_bounded_output_keeps_the_head_and_flags_the_rest():
-    bounded = sr._Bounded(5)
+    bounded = _engine._Bounded(5)
     for chunk in (b"abc", b"defg", b"h"):
         bounded.add(chunk)
     assert bounded.text() == "abcde"
     assert bounded.dropped == 3
-    assert sr._Bounded(10).text() == ""
+    assert _engine._Bounded(10).text() == ""
 
 
 # ---------------------------------------------------------------- the adapter, with a fake engine
@@ -333,30 +350,32 @@ class FakeAPI:
 
 @pytest.fixture
 def no_watchdog(monkeypatch):
-    monkeypatch.setattr(sr, "_start_watchdog", lambda *a: None)
+    monkeypatch.setattr(_engine, "_start_watchdog", lambda *a: None)
 
 
-def _body():
-    return {"Image": "img", "Env": [f"API_KEY={SECRET}"], "HostConfig": {"AutoRemove": True}}
-
-
-def _run(api, **kwargs):
-    return sr.run(
-        _body(),
-        name="devenv-t",
-        image="img",
-        redact_names={"API_KEY"},
-        api=api,
-        stream_api=api,
-        **kwargs,
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+    code = tmp_path_factory.mktemp("code")
+    host = _runspec.Host(1000, 1000, "t", str(code.parent), 2, {})
+    return _runspec.build_spec(
+        {"image": "img", "code_dir": str(code), "ssh": "none", "gitconfig": None},
+        secrets={"API_KEY": SECRET},
+        host=host,
     )
 
 
-def test_run_orders_the_calls_so_nothing_is_pulled_or_lost(no_watchdog):
+def _run(api, spec, **kwargs):
+    engine = _engine.Engine(api, api)
+    engine.require_image(spec.image)
+    return engine.run(spec, **kwargs)
+
+
+def test_run_orders_the_calls_so_nothing_is_pulled_or_lost(no_watchdog, spec):
     api = FakeAPI(exit_code=3)
-    result = _run(api)
+    result = _run(api, spec)
     assert api.calls == ["inspect_image", "create", "inspect", "events", "attach", "start"]
-    assert api.body == _body()  # the spec's body, sent untouched
+    assert api.body == spec.engine_create_body()  # the spec's body, sent untouched
+    assert api.name == spec.name
     assert api.events_kwargs["since"] == 1767323045
     assert api.events_kwargs["filters"] == {"type": "container", "container": "cid"}
     assert result["rc"] == 3 and result["removed"] and not result["oom_killed"]
@@ -364,45 +383,45 @@ def test_run_orders_the_calls_so_nothing_is_pulled_or_lost(no_watchdog):
     assert SECRET not in json.dumps(result)
 
 
-def test_missing_image_fails_clearly_and_creates_nothing(no_watchdog):
+def test_missing_image_fails_clearly_and_creates_nothing(no_watchdog, spec):
     api = FakeAPI(image=False)
-    with pytest.raises(sr.SecureRunError, match="never pulled"):
-        _run(api)
+    with pytest.raises(_engine.SecureRunError, match="never pulled"):
+        _run(api, spec)
     assert api.calls == ["inspect_image"]
 
 
-def test_a_container_that_failed_to_start_is_removed(no_watchdog):
+def test_a_container_that_failed_to_start_is_removed(no_watchdog, spec):
     api = FakeAPI(fail_start=True)
-    with pytest.raises(sr.SecureRunError, match="could not start"):
-        _run(api)
+    with pytest.raises(_engine.SecureRunError, match="could not start"):
+        _run(api, spec)
     assert api.calls[-1] == "remove"
 
 
-def test_a_signal_during_create_removes_the_container_by_name(no_watchdog):
+def test_a_signal_during_create_removes_the_container_by_name(no_watchdog, spec):
     class Interrupted(FakeAPI):
         def create_container_from_config(self, body, name=None):
             self.calls.append("create")
-            raise sr._Interrupted(15)  # SIGTERM while the request was in flight
+            raise _engine._Interrupted(15)  # SIGTERM while the request was in flight
 
         def remove_container(self, cid, force=False):
             self.calls.append(("remove", cid, force))
 
     api = Interrupted()
-    with pytest.raises(sr.SecureRunError, match="interrupted by signal 15"):
-        _run(api)
-    assert api.calls[-1] == ("remove", "devenv-t", True)
+    with pytest.raises(_engine.SecureRunError, match="interrupted by signal 15"):
+        _run(api, spec)
+    assert api.calls[-1] == ("remove", spec.name, True)
 
 
-def test_timeout_kills_the_container_and_reports_it(no_watchdog):
+def test_timeout_kills_the_container_and_reports_it(no_watchdog, spec):
     api = FakeAPI(hang=True)
-    result = _run(api, timeout=0.2)
+    result = _run(api, spec, timeout=0.2)
     assert result["timed_out"] and result["rc"] == 137
     assert "kill" in api.calls
     assert "did not finish" in sr._run_message(result, [0])
 
 
-def test_oom_is_reported_as_memory_limit_reached(no_watchdog):
-    result = _run(FakeAPI(exit_code=137, oom=True))
+def test_oom_is_reported_as_memory_limit_reached(no_watchdog, spec):
+    result = _run(FakeAPI(exit_code=137, oom=True), spec)
     assert result["oom_killed"] and result["rc"] == 137
     assert sr._run_message(result, [0]).startswith("memory limit reached")
 
@@ -428,9 +447,9 @@ def test_a_sigkill_without_oom_report_points_at_the_memory_limit():
 
 
 def test_missing_sdk_gives_a_clear_message(monkeypatch):
-    monkeypatch.setattr(sr, "HAS_DOCKER_SDK", False)
-    with pytest.raises(sr.SecureRunError, match="pip install docker"):
-        sr.connect()
+    monkeypatch.setattr(_engine, "HAS_DOCKER_SDK", False)
+    with pytest.raises(_engine.SecureRunError, match="pip install docker"):
+        _engine.Engine.connect()
 
 
 # ---------------------------------------------------------------- the module in check mode
@@ -446,8 +465,8 @@ def test_check_mode_returns_the_plan_and_touches_no_engine(tmp_path, capsys, mon
     def forbidden(*args, **kwargs):
         raise AssertionError("the engine must not be used in check mode")
 
-    monkeypatch.setattr(sr, "connect", forbidden)
-    monkeypatch.setattr(sr, "run", forbidden)
+    monkeypatch.setattr(_engine.Engine, "connect", forbidden)
+    monkeypatch.setattr(_engine.Engine, "run", forbidden)
     result = _run_module(
         {
             "image": "devenv-test/debian:13",
@@ -468,7 +487,7 @@ def test_check_mode_returns_the_plan_and_touches_no_engine(tmp_path, capsys, mon
 
 
 def test_an_invalid_spec_fails_before_anything_runs(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(sr, "connect", lambda *a: pytest.fail("engine used"))
+    monkeypatch.setattr(_engine.Engine, "connect", lambda *a: pytest.fail("engine used"))
     result = _run_module(
         {
             "image": "devenv-test/debian:13",

@@ -16,34 +16,23 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Mapping
-from typing import Any, Callable, Optional
 
-from ._runspec import RunSpecError, validate_env
+from ._settings import RunSpecError, parse_secrets, validate_env
 
-__all__ = ["SECRETS_DEFAULTS", "SecretsError", "build_argv", "fetch_secrets", "parse_export"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; typing costs start-up time
+    from collections.abc import Mapping
+    from typing import Any, Callable, Optional
 
-SECRETS_DEFAULTS: dict[str, Any] = {
-    "provider": "infisical",
-    "project_id": None,
-    "environment": "dev",
-    "path": "/",
-    "domain": None,
-    "timeout": 30,
-    "allow_empty": False,
-    "binary": "infisical",
-}
-TIMEOUT_MAX = 600
+    # (argv, env, timeout) -> (returncode, stdout, stderr); raises TimeoutError on timeout.
+    Runner = Callable[[list, dict, float], tuple[int, bytes, bytes]]
+
+__all__ = ["SecretsError", "build_argv", "fetch_secrets", "parse_export"]
+
 OUTPUT_MAX = 16 * 1024 * 1024
 STDERR_SHOWN = 300
 
-_SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_PATH_RE = re.compile(r"^/(?:[A-Za-z0-9_.-]+/?)*$")
-_DOMAIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-# (argv, env, timeout) -> (returncode, stdout, stderr); raises TimeoutError on timeout.
-Runner = Callable[[list, dict, float], "tuple[int, bytes, bytes]"]
 
 
 class SecretsError(RuntimeError):
@@ -51,47 +40,13 @@ class SecretsError(RuntimeError):
 
 
 def _config(settings: Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(settings, Mapping) and isinstance(settings.get("secrets"), Mapping):
+    """The `secrets` setting (or settings holding one), parsed by the settings table."""
+    if isinstance(settings, dict) and isinstance(settings.get("secrets"), dict):
         settings = settings["secrets"]
-    if not isinstance(settings, Mapping):
-        raise SecretsError("secrets: expected a mapping with project_id, environment, path")
-    if "token" in settings:
-        raise SecretsError(
-            "secrets.token: a token never goes in the configuration; export "
-            "INFISICAL_TOKEN (or INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN) instead"
-        )
-    unknown = sorted(str(k) for k in settings if k not in SECRETS_DEFAULTS)
-    if unknown:
-        raise SecretsError(f"secrets: unknown key(s) {', '.join(unknown)}")
-    config = dict(SECRETS_DEFAULTS)
-    config.update({k: v for k, v in settings.items() if v is not None})
-    if config["provider"] != "infisical":
-        raise SecretsError(f"secrets.provider: {config['provider']!r} is not supported (infisical)")
-    if not isinstance(config["project_id"], str) or not _SLUG_RE.match(config["project_id"]):
-        raise SecretsError("secrets.project_id: set the Infisical project id (letters, digits, -)")
-    if not isinstance(config["environment"], str) or not _SLUG_RE.match(config["environment"]):
-        raise SecretsError("secrets.environment: expected an environment slug such as dev")
-    path = config["path"]
-    if not isinstance(path, str) or not _PATH_RE.match(path) or "/../" in path + "/":
-        raise SecretsError("secrets.path: expected a folder path such as / or /apps/api")
-    _check_tuning(config)
-    return config
-
-
-def _check_tuning(config: Mapping[str, Any]) -> None:
-    domain = config["domain"]
-    if domain is not None and (not isinstance(domain, str) or not _DOMAIN_RE.match(domain)):
-        raise SecretsError("secrets.domain: expected an https:// URL of the Infisical server")
-    timeout = config["timeout"]
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise SecretsError(f"secrets.timeout: expected seconds (1 to {TIMEOUT_MAX})")
-    if not 1 <= timeout <= TIMEOUT_MAX:
-        raise SecretsError(f"secrets.timeout: {timeout} is out of range (1 to {TIMEOUT_MAX})")
-    if not isinstance(config["allow_empty"], bool):
-        raise SecretsError("secrets.allow_empty: expected true or false")
-    binary = config["binary"]
-    if not isinstance(binary, str) or not binary or binary.startswith("-"):
-        raise SecretsError("secrets.binary: expected the name or path of the infisical CLI")
+    try:
+        return parse_secrets(settings)
+    except RunSpecError as exc:
+        raise SecretsError(str(exc)) from None
 
 
 def build_argv(settings: Mapping[str, Any]) -> list[str]:

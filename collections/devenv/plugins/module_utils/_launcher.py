@@ -7,9 +7,10 @@ byte-identical copies of _runspec.py and _infisical.py (LAUNCHER_FILES), and sta
 <prefix>/bin/devenv. Start-up is kept lean: only os, sys, json and the run spec are
 imported before docker starts; anything else is imported where it is needed.
 
-Order of a run: read the configuration -> validate everything (RunSpec) -> engine
-reachable -> image present -> fetch secrets -> start `docker run` with the secrets'
-values only in the docker CLI's environment (`--env NAME` on its command line).
+Order of a run: read the configuration layers -> parse them once (Settings) -> resolve
+the run once (RunSpec) -> one engine round trip (image present, which also says the
+engine answers) -> fetch secrets -> start `docker run` with the secrets' values only in
+the docker CLI's environment (`--env NAME` on its command line).
 """
 
 from __future__ import annotations
@@ -17,28 +18,21 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
-from typing import Any, Optional
 
-from ._runspec import (
-    PER_USER_KEYS,
-    SETTINGS_DEFAULTS,
-    Host,
-    RunSpec,
-    RunSpecError,
-    build_spec,
-    check_settings,
-)
+from ._runspec import Host, RunSpec, check_config, expand_home, resolve
+from ._settings import FLAG, SETTINGS, SYSTEM, USER, RunSpecError, Settings, flag_names, parse
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; typing costs start-up time
+    from collections.abc import Mapping
+    from typing import Any, Optional
 
 # The files of the installed launcher library, in <prefix>/lib/devenv/devenv_lib/. The one
 # list: tests/support/install_launcher.py reads it, and the devenv_launcher role's
 # `_devenv_launcher_lib_files` is kept equal to it by tests/unit/test_launcher.py.
-LAUNCHER_FILES = ("__init__.py", "_runspec.py", "_infisical.py", "_launcher.py")
+LAUNCHER_FILES = ("__init__.py", "_settings.py", "_runspec.py", "_infisical.py", "_launcher.py")
 
 SYSTEM_CONFIG = "/etc/devenv/config.json"
-USER_CONFIG = ".config/devenv/config.json"  # under XDG_CONFIG_HOME's parent or HOME
-# Keys only the administrator's (system) file may set.
-SYSTEM_ONLY_KEYS = ("limits_max", "users")
 IMAGE_HINT = "ansible-playbook playbooks/site.yml --tags image"
 ENGINE_TIMEOUT = 5.0
 
@@ -46,17 +40,36 @@ EXIT_USAGE = 2  # bad command line or configuration: nothing was fetched or star
 EXIT_LAUNCH = 125  # engine, image, secrets or docker CLI problem before the container ran
 EXIT_INTERRUPTED = 130
 
-RUN_FLAGS = {
-    "--image": "image",
-    "--memory": "memory",
-    "--cpus": "cpus",
-    "--pids-limit": "pids_limit",
-    "--workdir": "workdir",
-}
+_RUN_SWITCHES = (
+    ("--dry-run", "print the docker command and the secret names; start nothing"),
+    ("--no-secrets", "start without fetching secrets"),
+)
 
-USAGE = """\
-usage: devenv run [--dry-run] [--no-secrets] [--image REF] [--memory M] [--cpus N]
-                  [--pids-limit N] [--workdir DIR] [--] [COMMAND...]
+
+def _run_usage() -> str:
+    """`devenv run`'s synopsis; its setting options come from the settings table."""
+    words = [f"[{name}]" for name, _doc in _RUN_SWITCHES]
+    words += [f"[{s.flag} {s.metavar}]" for s in SETTINGS if s.flag]
+    lines, line = [], "usage: devenv run"
+    for word in [*words, "[--]", "[COMMAND...]"]:
+        if len(line) + len(word) > 86:
+            lines.append(line)
+            line = " " * 17
+        line += " " + word
+    return "\n".join([*lines, line])
+
+
+def _run_help() -> str:
+    rows = list(_RUN_SWITCHES)
+    rows += [(f"{s.flag} {s.metavar}", f"{s.doc} (setting {s.name})") for s in SETTINGS if s.flag]
+    width = max(len(name) for name, _doc in rows)
+    options = "\n".join(f"  {name:<{width}}  {doc}" for name, doc in rows)
+    return f"{_run_usage()}\n\noptions:\n{options}\n"
+
+
+USAGE = (
+    _run_usage()
+    + """
        devenv config [--check FILE]
 
 run      start a fresh, locked-down container with the code directory at /app and run
@@ -70,6 +83,7 @@ Configuration: $DEVENV_CONFIG or /etc/devenv/config.json (administrator), then
 ~/.config/devenv/config.json (you), then flags. The administrator's limits_max cannot be
 exceeded.
 """
+)
 
 
 class UsageError(Exception):
@@ -94,6 +108,7 @@ def parse_run_args(args: list[str]) -> tuple[dict[str, Any], dict[str, str], lis
     """Options, flag settings, command. Options stop at `--` or the first non-option."""
     options = {"dry_run": False, "no_secrets": False, "help": False}
     flags: dict[str, str] = {}
+    run_flags = flag_names()
     index = 0
     while index < len(args):
         arg = args[index]
@@ -105,13 +120,13 @@ def parse_run_args(args: list[str]) -> tuple[dict[str, Any], dict[str, str], lis
         name, has_value, value = arg.partition("=")
         if name in ("--dry-run", "--no-secrets", "-h", "--help") and not has_value:
             options[{"-h": "help", "--help": "help"}.get(name, name[2:].replace("-", "_"))] = True
-        elif name in RUN_FLAGS:
+        elif name in run_flags:
             if not has_value:
                 index += 1
                 if index >= len(args):
                     raise UsageError(f"{name} needs a value")
                 value = args[index]
-            flags[RUN_FLAGS[name]] = value
+            flags[run_flags[name]] = value
         else:
             raise UsageError(f"unknown option {arg!r} (put the command after --)")
         index += 1
@@ -145,71 +160,38 @@ def config_paths(environ: Mapping[str, str], home: str) -> tuple[str, str]:
     return system, os.path.join(base, "devenv", "config.json")
 
 
-def effective_config(
-    flags: Mapping[str, Any], host: Host, environ: Mapping[str, str]
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """The merged settings and, per key, where the value came from."""
+def load_settings(flags: Mapping[str, Any], host: Host, environ: Mapping[str, str]) -> Settings:
+    """The layers (system file with its users.<login>, user file, flags) parsed once."""
     system_path, user_path = config_paths(environ, host.home)
-    settings: dict[str, Any] = {}
-    sources = {key: "default" for key in SETTINGS_DEFAULTS if key != "users"}
-    system = _load(system_path, "system configuration") or {}
-    for key, value in system.items():
-        if key != "users":
-            settings[key] = value
-            sources[key] = f"system file {system_path}"
-    users = system.get("users") or {}
-    if not isinstance(users, dict):
-        raise LaunchError(f"system configuration {system_path}: users must be a mapping", 2)
-    own = users.get(host.login) or {}
-    if not isinstance(own, dict):
-        raise LaunchError(f"system configuration {system_path}: users.{host.login}", 2)
-    for key, value in own.items():
-        if key not in PER_USER_KEYS:
-            raise LaunchError(
-                f"system configuration {system_path}: users.{host.login}.{key} cannot be "
-                f"set per user (allowed: {', '.join(PER_USER_KEYS)})",
-                EXIT_USAGE,
-            )
-        settings[key] = value
-        sources[key] = f"system file {system_path} (users.{host.login})"
-    user = _load(user_path, "user configuration") or {}
-    for key, given in user.items():
-        if key in SYSTEM_ONLY_KEYS:
-            raise LaunchError(
-                f"user configuration {user_path}: {key} can only be set by the administrator "
-                f"in {system_path}",
-                EXIT_USAGE,
-            )
-        value = given
-        if key == "secrets" and isinstance(given, dict) and isinstance(settings.get(key), dict):
-            value = dict(settings[key], **given)
-        settings[key] = value
-        sources[key] = f"user file {user_path}"
-    for key, value in flags.items():
-        settings[key] = value
-        sources[key] = "flag"
-    return settings, sources
+    layers = []
+    system = _load(system_path, "system configuration")
+    if system is not None:
+        layers.append((f"system file {system_path}", SYSTEM, system))
+    user = _load(user_path, "user configuration")
+    if user is not None:
+        layers.append((f"user file {user_path}", USER, user))
+    if flags:
+        layers.append(("flag", FLAG, dict(flags)))
+    try:
+        return parse(layers, login=host.login, system_file=system_path)
+    except RunSpecError as exc:
+        raise LaunchError(f"{exc}. Nothing was started.", EXIT_USAGE) from None
 
 
-def _default_workdir(settings: dict[str, Any], sources: dict[str, str], host: Host) -> None:
+def default_workdir(settings: Settings, host: Host) -> Settings:
     """Started inside the code directory, begin in the same place under /app."""
-    if sources.get("workdir") != "default":
-        return
-    code_dir = settings.get("code_dir") or SETTINGS_DEFAULTS["code_dir"]
-    if not isinstance(code_dir, str):
-        return
-    if code_dir == "~" or code_dir.startswith("~/"):
-        code_dir = host.home + code_dir[1:]
+    if settings.source("workdir") != "default":
+        return settings
     try:
         here = os.path.realpath(os.getcwd())
     except OSError:
-        return
-    base = os.path.realpath(code_dir)
-    if here != base and here.startswith(base.rstrip("/") + "/"):
-        relative = here[len(base.rstrip("/")) + 1 :]
+        return settings
+    base = os.path.realpath(expand_home(settings["code_dir"], host.home)).rstrip("/")
+    if here != base and here.startswith(base + "/"):
+        relative = here[len(base) + 1 :]
         if not any(c in relative for c in ',=:"') and relative.isprintable():
-            settings["workdir"] = "/app/" + relative
-            sources["workdir"] = "current directory"
+            return settings.replace("workdir", "/app/" + relative, "current directory")
+    return settings
 
 
 # ---------------------------------------------------------------- the engine
@@ -291,7 +273,8 @@ def _cli(argv: list[str], environ: Mapping[str, str]) -> tuple[int, str]:
 
 
 def check_engine(image: str, environ: Mapping[str, str], home: str) -> None:
-    """Engine reachable, then image present locally; one clear message otherwise."""
+    """Image present locally, in one round trip that also proves the engine answers; one
+    clear message otherwise."""
     missing = (
         f"the image {image} is not on this host, and devenv never pulls at run time. "
         f"Build it with `{IMAGE_HINT}` (or `docker pull {image}` / `docker load` it "
@@ -299,19 +282,19 @@ def check_engine(image: str, environ: Mapping[str, str], home: str) -> None:
     )
     sock = _engine_socket(environ, home)
     if sock is None:
-        code, text = _cli(["docker", "version", "--format", "{{.Server.Version}}"], environ)
-        if code != 0:
-            raise LaunchError(
-                f"the Docker engine is not reachable ({text}); start it or check "
-                "DOCKER_HOST / the docker context. Nothing was started."
-            )
-        code, _out = _cli(["docker", "image", "inspect", "--format", "{{.Id}}", image], environ)
-        if code != 0:
+        code, text = _cli(["docker", "image", "inspect", "--format", "{{.Id}}", image], environ)
+        if code == 0:
+            return
+        if "no such image" in text.lower():
             raise LaunchError(missing)
-        return
+        raise LaunchError(
+            f"the Docker engine is not reachable ({text}); start it or check "
+            "DOCKER_HOST / the docker context. Nothing was started."
+        )
     where = f"unix://{sock}"
     try:
-        status, _body = _api_get(sock, "/_ping")
+        # The reference was validated by the run spec: only [A-Za-z0-9._:/@-], URL-safe.
+        status, _body = _api_get(sock, f"/images/{image}/json")
     except PermissionError:
         raise LaunchError(
             f"permission denied on the Docker engine socket {where}: add your user to the "
@@ -324,14 +307,12 @@ def check_engine(image: str, environ: Mapping[str, str], home: str) -> None:
             "`sudo systemctl start docker` or Docker Desktop) or check DOCKER_HOST. "
             "Nothing was started and no secrets were fetched."
         ) from None
-    if status != 200:
-        raise LaunchError(f"the Docker engine at {where} is not ready (HTTP {status})")
-    # The reference was validated by the run spec: only [A-Za-z0-9._:/@-], URL-safe.
-    status, _body = _api_get(sock, f"/images/{image}/json")
     if status == 404:
         raise LaunchError(missing)
     if status != 200:
-        raise LaunchError(f"the Docker engine could not look up {image} (HTTP {status})")
+        raise LaunchError(
+            f"the Docker engine at {where} is not ready (HTTP {status} looking up {image})"
+        )
 
 
 # ---------------------------------------------------------------- running docker
@@ -467,33 +448,31 @@ def _report(spec: RunSpec) -> None:
 def cmd_run(args: list[str]) -> int:
     options, flags, command = parse_run_args(args)
     if options["help"]:
-        sys.stdout.write(USAGE)
+        sys.stdout.write(_run_help())
         return 0
     if command:
         flags = dict(flags, command=command)
     host = Host.current()
     environ = os.environ
-    settings, sources = effective_config(flags, host, environ)
-    _default_workdir(settings, sources, host)
-    # 1. Everything validated before anything is fetched or started.
-    spec = build_spec(settings, host=host)
+    settings = default_workdir(load_settings(flags, host, environ), host)
+    # 1. Everything validated before anything is fetched or started: one RunSpec.
+    spec = resolve(settings, host)
     _report(spec)
     # 2. Engine and image, before any secret is fetched.
     if not options["dry_run"]:
         check_engine(spec.image, environ, host.home)
-    # 3. Secrets.
-    secrets: dict[str, str] = {}
-    if settings.get("secrets") and not options["no_secrets"]:
-        from ._infisical import SecretsError, fetch_secrets  # noqa: PLC0415 - lean start-up
+    # 3. Secrets, attached to the same spec.
+    if settings["secrets"] and not options["no_secrets"]:
+        from . import _infisical  # noqa: PLC0415 - lean start-up: only runs with secrets
 
         try:
-            secrets = fetch_secrets(settings["secrets"], environ=environ)
-        except SecretsError as exc:
+            secrets = _infisical.fetch_secrets(settings["secrets"], environ=environ)
+        except _infisical.SecretsError as exc:
             raise LaunchError(
                 f"secrets: {exc}. Nothing was started (--no-secrets starts without them)."
             ) from None
-    spec = build_spec(settings, secrets=secrets, host=host)
-    secrets.clear()
+        spec = spec.with_secrets(secrets)
+        secrets.clear()
     tty = os.isatty(0) and os.isatty(1)
     argv = spec.docker_argv(tty=tty, interactive=True)
     if options["dry_run"]:
@@ -518,17 +497,17 @@ def cmd_config(args: list[str]) -> int:
     if args:
         raise UsageError(f"unknown argument {args[0]!r} for config")
     host = Host.current()
-    settings, sources = effective_config({}, host, os.environ)
-    _default_workdir(settings, sources, host)
+    settings = default_workdir(load_settings({}, host, os.environ), host)
     system_path, user_path = config_paths(os.environ, host.home)
     out = [f"# system file: {system_path}", f"# user file:   {user_path}"]
-    width = max(len(k) for k in sources)
-    for key in sources:
-        value = settings.get(key, SETTINGS_DEFAULTS.get(key))
-        out.append(f"{key:<{width}}  {json.dumps(value)}  ({sources[key]})")
+    shown = [s.name for s in SETTINGS if s.name != "users"]
+    width = max(len(name) for name in shown)
+    for name in shown:
+        value = json.dumps(settings.raw(name))
+        out.append(f"{name:<{width}}  {value}  ({settings.source(name)})")
     sys.stdout.write("\n".join(out) + "\n")
     try:
-        spec = build_spec(settings, host=host)
+        spec = resolve(settings, host)
     except RunSpecError as exc:
         _err(f"this configuration cannot start a run: {exc}")
         return EXIT_USAGE
@@ -538,21 +517,17 @@ def cmd_config(args: list[str]) -> int:
 
 
 def check_file(path: str) -> int:
-    """Validate a system configuration file (used by the devenv_launcher role)."""
+    """Validate a system configuration file (used by the devenv_launcher role): parsed,
+    then resolved for each login it configures, as a run would."""
     data = _load(path, "configuration")
     if data is None:
         raise LaunchError(f"configuration {path}: no such file", EXIT_USAGE)
     try:
-        check_settings(data)
+        notices = check_config(data, source=f"configuration {path}")
     except RunSpecError as exc:
-        raise LaunchError(f"configuration {path}: {exc}", EXIT_USAGE) from None
-    if data.get("secrets"):
-        from ._infisical import SecretsError, build_argv  # noqa: PLC0415 - lean start-up
-
-        try:
-            build_argv(data["secrets"])
-        except SecretsError as exc:
-            raise LaunchError(f"configuration {path}: {exc}", EXIT_USAGE) from None
+        raise LaunchError(str(exc), EXIT_USAGE) from None
+    for notice in notices:
+        _err(f"note: {notice}")
     return 0
 
 

@@ -5,112 +5,63 @@
 Standard library only, Python 3.9+, no Ansible import: the `devenv` launcher installed on
 a host carries a byte-identical copy of this file (see docs/architecture.md).
 
-`build_spec()` validates a plain dict of settings completely and returns a frozen
-`RunSpec`; the two adapters only translate it: `RunSpec.docker_argv()` for the docker CLI
-(launcher), `RunSpec.engine_create_body()` for the Engine API (module). Nothing else may
-add, remove or change a flag that affects isolation.
+    Settings (_settings.parse)  --resolve(settings, host)-->  RunSpec
+    RunSpec.with_secrets(...)   the same run with the secrets attached
+    RunSpec.docker_argv()       the docker CLI's argv (the launcher)
+    RunSpec.engine_create_body()  the Engine API's create body (the module)
+
+Both adapters are built from one mapping, `RunSpec.properties()`: each property of a run
+with its docker CLI flag and its Engine API field. Nothing else may add, remove or change
+a flag that affects isolation.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Optional
+
+from ._settings import (
+    CODE_TARGET,
+    MANAGED_LABEL,
+    PER_USER_KEYS,
+    SYSTEM,
+    TMP_TARGET,
+    RunSpecError,
+    Settings,
+    check_chars,
+    format_memory,
+    is_within,
+    parse,
+    parse_cpus,
+    parse_memory,
+    relative_target,
+    show,
+    validate_env,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only; typing costs start-up time
+    from collections.abc import Mapping
+    from typing import Any, Callable, ClassVar, Optional
 
 __all__ = [
     "MANAGED_LABEL",
-    "SETTINGS_DEFAULTS",
+    "PER_USER_KEYS",
     "TEST_LABEL",
     "Host",
     "Mount",
     "RunSpec",
     "RunSpecError",
     "build_spec",
-    "check_settings",
+    "check_config",
     "format_memory",
     "parse_memory",
+    "resolve",
     "validate_env",
 ]
 
-MANAGED_LABEL = "io.kuatecno.devenv.managed"
 TEST_LABEL = "io.kuatecno.devenv.test"
-
-# Defaults of every setting build_spec() understands. The launcher's config file and the
-# module's parameters use these names. `secrets` is read by the secrets fetcher, not here.
-SETTINGS_DEFAULTS: dict[str, Any] = {
-    "image": "devenv:latest",
-    "command": None,
-    "default_command": ["bash"],
-    "memory": "4g",
-    "memory_swap": None,
-    "cpus": 2,
-    "pids_limit": 100,
-    "limits_max": None,
-    "ssh": "auto",
-    "read_only_rootfs": True,
-    "run_as_root": False,
-    "user": None,
-    "code_dir": "~/Coding",
-    "workdir": "/app",
-    "container_home": "/home/dev",
-    "home_size": "1g",
-    "tmp_size": "1g",
-    "credentials": [],
-    "gitconfig": "~/.gitconfig",
-    "mounts": [],
-    "env": {},
-    "labels": {},
-    "secrets": None,
-    "users": {},
-}
-
-CREDENTIAL_KEYS = ("source", "target", "required")
-MOUNT_KEYS = ("source", "target", "read_only")
-# Keys a `users.<login>` entry may override.
-PER_USER_KEYS = ("code_dir", "credentials", "gitconfig", "ssh", "mounts")
-
-SSH_MODES = ("auto", "agent", "keys", "none")
-CODE_TARGET = "/app"
-TMP_TARGET = "/tmp"  # noqa: S108 - the container's own private tmpfs
 SSH_AGENT_TARGET = "/run/devenv/ssh-agent.sock"
-
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-ENV_VALUE_MAX = 64 * 1024
-# The whole environment handed to the docker CLI must stay far below the kernel's
-# ARG_MAX (2 MiB on Linux, shared with the argv).
-ENV_TOTAL_MAX = 1024 * 1024
-# Names devenv sets or that would change how the container starts. Secrets travel in the
-# docker CLI's own environment (`--env NAME`), so the variables the docker CLI and the Go
-# runtime read are refused too: a secret named DOCKER_HOST would send every secret (and
-# the run) to another engine.
-RESERVED_ENV = frozenset(
-    (
-        "PATH",
-        "HOME",
-        "USER",
-        "LOGNAME",
-        "SHELL",
-        "NODE_OPTIONS",
-        "SSH_AUTH_SOCK",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "NO_PROXY",
-        "ALL_PROXY",
-        "GODEBUG",
-        "GOGC",
-        "GOMAXPROCS",
-        "GOMEMLIMIT",
-        "GOTRACEBACK",
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-        "TMPDIR",
-    )
-)
-RESERVED_ENV_PREFIXES = ("INFISICAL_", "LD_", "DOCKER_")
 
 # Host paths that must never be a mount source, nor contain one, nor be inside one.
 SYSTEM_DIRS = (
@@ -145,49 +96,67 @@ ENGINE_SOCKETS = (
     "/var/run/containerd/containerd.sock",
 )
 ENGINE_SOCKET_NAMES = ("docker.sock", "containerd.sock", "podman.sock")
-# Container paths a user mount may not cover.
-FORBIDDEN_TARGETS = ("/", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/lib")
-
-# docker's own minimum memory limit is 6 MiB.
-MEMORY_MIN = 6 * 1024 * 1024
-MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)\s*$", re.IGNORECASE)
-MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-CPUS_MIN = 0.01
-CPUS_CEILING = 1024
-PIDS_MAX = 4194304  # the kernel's pid_max ceiling
-
-# docker reference grammar (distribution/reference), anchored.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN = (
-    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?)"
-)
-IMAGE_RE = re.compile(
-    r"^(?:" + _DOMAIN + r"/)?" + _COMPONENT + r"(?:/" + _COMPONENT + r")*"
-    r"(?::[\w][\w.-]{0,127})?"
-    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
-)
-LABEL_KEY_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.\-/]{0,126}[a-z0-9])?$")
-LOGIN_SAFE_RE = re.compile(r"[^a-zA-Z0-9_.-]")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-# Characters the engine's --mount / --tmpfs syntax cannot carry unambiguously.
-_MOUNT_BAD_CHARS = (",", "=", '"')
+# The uid a configuration check resolves for when no login is named.
+NOBODY = 65534
 
 
-class RunSpecError(ValueError):
-    """A setting is invalid; the message names the field (never a secret value)."""
+class _Record:
+    """A small immutable record (dataclasses cost the launcher start-up time).
+    Subclasses list `_fields`; `_defaults` holds optional ones, `_hidden` those kept out
+    of repr and equality (secret values)."""
+
+    __slots__ = ()
+    _fields: ClassVar[tuple] = ()
+    _defaults: ClassVar[dict] = {}
+    _hidden: ClassVar[tuple] = ()
+    __hash__ = None  # type: ignore[assignment] - records hold mappings (environ, env)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(self._fields):
+            raise TypeError(f"{type(self).__name__}: too many arguments")
+        values = dict(self._defaults)
+        values.update(zip(self._fields, args))
+        values.update(kwargs)
+        unknown = set(values) - set(self._fields)
+        missing = [f for f in self._fields if f not in values]
+        if unknown or missing:
+            raise TypeError(f"{type(self).__name__}: unknown {unknown or ''} missing {missing}")
+        for name in self._fields:
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use replace()")
+
+    def _shown(self) -> tuple:
+        return tuple((f, getattr(self, f)) for f in self._fields if f not in self._hidden)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._shown() == other._shown()  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._shown())
+        return f"{type(self).__name__}({inner})"
+
+    def replace(self, **changes: Any) -> Any:
+        values = {f: getattr(self, f) for f in self._fields}
+        values.update(changes)
+        return type(self)(**values)
 
 
-@dataclass(frozen=True)
-class Host:
-    """Facts about the invoking side; tests inject their own."""
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), which is also what the engine
+    counts on the same host; the machine's total where affinity is unknown (macOS)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
-    uid: int
-    gid: int
-    login: str
-    home: str
-    cpu_count: int
-    environ: Mapping[str, str]
+
+class Host(_Record):
+    """Facts about the invoking side: uid, gid, login, home, cpu_count, environ."""
+
+    __slots__ = ("cpu_count", "environ", "gid", "home", "login", "uid")
+    _fields = ("uid", "gid", "login", "home", "cpu_count", "environ")
 
     @classmethod
     def current(cls) -> Host:
@@ -199,21 +168,29 @@ class Host:
             login, home = entry.pw_name, entry.pw_dir
         except KeyError:
             login, home = str(uid), os.environ.get("HOME", "/")
-        return cls(
-            uid=uid,
-            gid=os.getgid(),
-            login=login,
-            home=home,
-            cpu_count=os.cpu_count() or 1,
-            environ=dict(os.environ),
-        )
+        return cls(uid, os.getgid(), login, home, _usable_cpus(), dict(os.environ))
+
+    @classmethod
+    def for_login(cls, login: Optional[str]) -> Host:
+        """The host as `login` would see it, for a configuration check (no environment).
+        Without a login: an unprivileged user with no home."""
+        if login is None:
+            return cls(NOBODY, NOBODY, "", "/nonexistent", _usable_cpus(), {})
+        import pwd  # noqa: PLC0415 - only for configuration checks
+
+        try:
+            entry = pwd.getpwnam(login)
+        except KeyError:
+            raise RunSpecError(f"users.{login}: no such user on this host") from None
+        return cls(entry.pw_uid, entry.pw_gid, login, entry.pw_dir, _usable_cpus(), {})
 
 
-@dataclass(frozen=True)
-class Mount:
-    source: str
-    target: str
-    read_only: bool = True
+class Mount(_Record):
+    """A bind mount; `source` is already resolved (realpath) and vetted."""
+
+    __slots__ = ("read_only", "source", "target")
+    _fields = ("source", "target", "read_only")
+    _defaults: ClassVar[dict] = {"read_only": True}
 
     def cli(self) -> str:
         opts = ["type=bind", "source=" + self.source, "target=" + self.target]
@@ -222,7 +199,7 @@ class Mount:
         opts.append("bind-propagation=rprivate")
         return ",".join(opts)
 
-    def api(self) -> dict[str, Any]:
+    def api(self) -> dict:
         return {
             "Type": "bind",
             "Source": self.source,
@@ -232,144 +209,195 @@ class Mount:
         }
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    image: str
-    command: tuple[str, ...]
-    workdir: str
-    uid: int
-    gid: int
-    home: str
-    mounts: tuple[Mount, ...]
-    tmpfs: tuple[tuple[str, str], ...]
-    # Fixed, non-secret variables (HOME, SSH_AUTH_SOCK): fine on a command line.
-    plain_env: tuple[tuple[str, str], ...]
-    memory: int
-    memory_swap: int
-    nano_cpus: int
-    pids_limit: int
-    read_only_rootfs: bool
-    labels: tuple[tuple[str, str], ...]
-    name: str
-    ssh: str
-    warnings: tuple[str, ...] = ()
-    notices: tuple[str, ...] = ()
-    # Secrets and configured env: passed by name only on command lines. Kept out of repr.
-    secrets: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+# What the docker CLI sends to the engine when no flag says otherwise; the Engine API body
+# states it outright, so nothing is left to the engine's defaults.
+_ENGINE_DEFAULTS = {
+    "AttachStdout": True,
+    "AttachStderr": True,
+    "NetworkDisabled": False,
+    "ExposedPorts": {},
+}
+_HOST_DEFAULTS = {
+    "Privileged": False,
+    "CapAdd": [],
+    "Binds": [],
+    "Devices": [],
+    "PortBindings": {},
+    "PublishAllPorts": False,
+    "RestartPolicy": {"Name": "no"},
+}
+
+
+class RunSpec(_Record):
+    """A complete, validated run. `env` (configured variables) and `secrets` reach
+    command lines by name only and are kept out of repr and equality."""
+
+    __slots__ = (
+        "command",
+        "env",
+        "gid",
+        "home",
+        "image",
+        "labels",
+        "memory",
+        "memory_swap",
+        "mounts",
+        "name",
+        "nano_cpus",
+        "network",
+        "notices",
+        "pids_limit",
+        "plain_env",
+        "read_only_rootfs",
+        "secrets",
+        "ssh",
+        "tmpfs",
+        "uid",
+        "warnings",
+        "workdir",
+    )
+    _fields = (
+        "image",
+        "command",
+        "workdir",
+        "uid",
+        "gid",
+        "home",
+        "mounts",
+        "tmpfs",
+        # Fixed, non-secret variables (HOME, SSH_AUTH_SOCK): fine on a command line.
+        "plain_env",
+        "memory",
+        "memory_swap",
+        "nano_cpus",
+        "pids_limit",
+        "read_only_rootfs",
+        "labels",
+        "name",
+        "ssh",
+        "network",
+        "warnings",
+        "notices",
+        "env",
+        "secrets",
+    )
+    _defaults: ClassVar[dict] = {
+        "network": "default",
+        "warnings": (),
+        "notices": (),
+        "env": {},
+        "secrets": {},
+    }
+    _hidden = ("env", "secrets")
 
     @property
     def user(self) -> str:
         return f"{self.uid}:{self.gid}"
 
     @property
-    def secret_names(self) -> tuple[str, ...]:
-        return tuple(self.secrets)
+    def secret_names(self) -> tuple:
+        return (*self.env, *self.secrets)
 
     @property
     def cpus(self) -> float:
         return self.nano_cpus / 1e9
 
-    def secret_env(self) -> dict[str, str]:
-        """Name -> value of the secret variables, to merge into the docker CLI's env."""
-        return dict(self.secrets)
+    def secret_env(self) -> dict:
+        """Name -> value of the variables passed by name (configured env and secrets),
+        to merge into the docker CLI's environment."""
+        return dict(self.env, **self.secrets)
 
-    def docker_argv(self, *, tty: bool, interactive: bool, docker: str = "docker") -> list[str]:
+    def with_secrets(self, secrets: Any) -> RunSpec:
+        """The same run with `secrets` (a mapping or (name, value) pairs) attached, each
+        validated with validate_env()."""
+        values = validate_env(secrets or {}, field_name="secrets")
+        for name in values:
+            if name in self.env:
+                raise RunSpecError(f"secrets: {name} is also set in env; remove one")
+        return self.replace(secrets=values)
+
+    # -------------------------------------------------------- the one mapping
+
+    def properties(self, *, tty: bool = False, interactive: bool = False) -> tuple:
+        """Every property of the run as (docker CLI flag, CLI values, Engine API fields,
+        API value). CLI values None make a switch, given when the API value is true;
+        an empty list gives no flag (the CLI's default is the API value). The name has
+        no API field: it is the create call's query parameter."""
+        host = "HostConfig"
+        env_api = [n + "=" + v for n, v in self.plain_env]
+        env_api += [n + "=" + v for n, v in self.secret_env().items()]
+        env_cli = [n + "=" + v for n, v in self.plain_env] + list(self.secret_names)
+        stdin = (("OpenStdin",), ("StdinOnce",), ("AttachStdin",))
+        return (
+            ("--rm", None, ((host, "AutoRemove"),), True),
+            ("--init", None, ((host, "Init"),), True),
+            ("--name", [self.name], (), self.name),
+            ("--user", [self.user], (("User",),), self.user),
+            ("--cap-drop", ["ALL"], ((host, "CapDrop"),), ["ALL"]),
+            (
+                "--security-opt",
+                ["no-new-privileges"],
+                ((host, "SecurityOpt"),),
+                ["no-new-privileges"],
+            ),
+            ("--memory", [str(self.memory)], ((host, "Memory"),), self.memory),
+            ("--memory-swap", [str(self.memory_swap)], ((host, "MemorySwap"),), self.memory_swap),
+            ("--cpus", [_format_cpus(self.nano_cpus)], ((host, "NanoCpus"),), self.nano_cpus),
+            ("--pids-limit", [str(self.pids_limit)], ((host, "PidsLimit"),), self.pids_limit),
+            # No copy of the session's output on the engine's disk (json-file logs); the
+            # module reads the output through attach, which needs no log.
+            ("--log-driver", ["none"], ((host, "LogConfig"),), {"Type": "none", "Config": {}}),
+            (
+                "--network",
+                [] if self.network == "default" else [self.network],
+                ((host, "NetworkMode"),),
+                self.network,
+            ),
+            ("--read-only", None, ((host, "ReadonlyRootfs"),), self.read_only_rootfs),
+            ("--tmpfs", [t + ":" + o for t, o in self.tmpfs], ((host, "Tmpfs"),), dict(self.tmpfs)),
+            (
+                "--mount",
+                [m.cli() for m in self.mounts],
+                ((host, "Mounts"),),
+                [m.api() for m in self.mounts],
+            ),
+            ("--workdir", [self.workdir], (("WorkingDir",),), self.workdir),
+            ("--env", env_cli, (("Env",),), env_api),
+            ("--label", [k + "=" + v for k, v in self.labels], (("Labels",),), dict(self.labels)),
+            ("--interactive", None, stdin, interactive),
+            ("--tty", None, (("Tty",),), tty),
+        )
+
+    def docker_argv(self, *, tty: bool, interactive: bool, docker: str = "docker") -> list:
         """The `docker run` argv. Secret values never appear: only `--env NAME`, whose
         value the docker CLI reads from its own environment (see secret_env())."""
-        argv = [
-            docker,
-            "run",
-            "--rm",
-            "--init",
-            "--pull",
-            "never",
-            "--name",
-            self.name,
-            "--user",
-            self.user,
-            "--cap-drop",
-            "ALL",
-            "--security-opt",
-            "no-new-privileges",
-            "--memory",
-            str(self.memory),
-            "--memory-swap",
-            str(self.memory_swap),
-            "--cpus",
-            _format_cpus(self.nano_cpus),
-            "--pids-limit",
-            str(self.pids_limit),
-            # No copy of the session's output on the engine's disk (json-file logs).
-            "--log-driver",
-            "none",
-        ]
-        if self.read_only_rootfs:
-            argv.append("--read-only")
-        for target, options in self.tmpfs:
-            argv += ["--tmpfs", target + ":" + options]
-        for mount in self.mounts:
-            argv += ["--mount", mount.cli()]
-        argv += ["--workdir", self.workdir]
-        for name, value in self.plain_env:
-            argv += ["--env", name + "=" + value]
-        for name in self.secrets:
-            argv += ["--env", name]
-        for key, value in self.labels:
-            argv += ["--label", key + "=" + value]
-        if interactive:
-            argv.append("--interactive")
-        if tty:
-            argv.append("--tty")
-        argv.append("--")
-        argv.append(self.image)
-        argv += list(self.command)
-        return argv
+        # `--pull never` has no API field: the API's create never pulls, the CLI would.
+        argv = [docker, "run", "--pull", "never"]
+        for flag, values, _fields, value in self.properties(tty=tty, interactive=interactive):
+            if values is None:
+                if value:
+                    argv.append(flag)
+            else:
+                for item in values:
+                    argv += [flag, item]
+        return [*argv, "--", self.image, *self.command]
 
-    def engine_create_body(self, *, tty: bool = False, interactive: bool = False) -> dict[str, Any]:
+    def engine_create_body(self, *, tty: bool = False, interactive: bool = False) -> dict:
         """The Engine API `ContainerCreate` body. The name is a query parameter of that
         call: use `self.name`. Secret values are in `Env`: the caller must treat the body
         as secret (no_log) and never log it."""
-        env = [n + "=" + v for n, v in self.plain_env]
-        env += [n + "=" + v for n, v in self.secrets.items()]
-        return {
-            "Image": self.image,
-            "Cmd": list(self.command),
-            "WorkingDir": self.workdir,
-            "User": self.user,
-            "Env": env,
-            "Labels": dict(self.labels),
-            "Tty": tty,
-            "OpenStdin": interactive,
-            "StdinOnce": interactive,
-            "AttachStdin": interactive,
-            "AttachStdout": True,
-            "AttachStderr": True,
-            "NetworkDisabled": False,
-            "ExposedPorts": {},
-            "HostConfig": {
-                "AutoRemove": True,
-                "Init": True,
-                "Privileged": False,
-                "CapDrop": ["ALL"],
-                "CapAdd": [],
-                "SecurityOpt": ["no-new-privileges"],
-                "ReadonlyRootfs": self.read_only_rootfs,
-                "Memory": self.memory,
-                "MemorySwap": self.memory_swap,
-                "NanoCpus": self.nano_cpus,
-                "PidsLimit": self.pids_limit,
-                "Tmpfs": dict(self.tmpfs),
-                "Mounts": [m.api() for m in self.mounts],
-                "Binds": [],
-                "Devices": [],
-                "PortBindings": {},
-                "PublishAllPorts": False,
-                "RestartPolicy": {"Name": "no"},
-                "NetworkMode": "default",
-            },
-        }
+        body: dict = {"Image": self.image, "Cmd": list(self.command)}
+        body.update((k, _fresh(v)) for k, v in _ENGINE_DEFAULTS.items())
+        body["HostConfig"] = {k: _fresh(v) for k, v in _HOST_DEFAULTS.items()}
+        for _flag, _values, fields, value in self.properties(tty=tty, interactive=interactive):
+            for path in fields:
+                target = body
+                for key in path[:-1]:
+                    target = target[key]
+                target[path[-1]] = value
+        return body
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict:
         """A JSON-friendly view without secret values (for dry runs and check mode)."""
         return {
             "image": self.image,
@@ -390,13 +418,15 @@ class RunSpec:
             "labels": dict(self.labels),
             "name": self.name,
             "ssh": self.ssh,
+            "network": self.network,
             "secret_names": list(self.secret_names),
             "warnings": list(self.warnings),
             "notices": list(self.notices),
         }
 
 
-# ---------------------------------------------------------------- value parsers
+def _fresh(value: Any) -> Any:
+    return value.copy() if isinstance(value, (dict, list)) else value
 
 
 def _format_cpus(nano: int) -> str:
@@ -404,158 +434,7 @@ def _format_cpus(nano: int) -> str:
     return text.rstrip("0").rstrip(".")
 
 
-def parse_memory(value: Any, field_name: str = "memory") -> int:
-    """docker's memory syntax: a number with an optional unit b, k, m, g (any case;
-    binary multiples). Returns bytes; refuses less than docker's minimum of 6m."""
-    if isinstance(value, bool) or value is None:
-        raise RunSpecError(f"{field_name}: expected a size such as 4g or 512m")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str):
-        match = MEMORY_RE.match(value)
-        if not match:
-            raise RunSpecError(
-                f"{field_name}: {value!r} is not a size; "
-                "use a number with a unit b, k, m or g (e.g. 4g)"
-            )
-        number = int(float(match.group(1)) * MEMORY_UNITS[match.group(2).lower()])
-    else:
-        raise RunSpecError(f"{field_name}: expected a size such as 4g or 512m")
-    if number < MEMORY_MIN:
-        raise RunSpecError(f"{field_name}: {_show(value)} is too small; the allowed minimum is 6m")
-    return number
-
-
-def format_memory(number: int) -> str:
-    for unit, size in (("g", 1024**3), ("m", 1024**2), ("k", 1024)):
-        if number % size == 0:
-            return f"{number // size}{unit}"
-    return f"{number}b"
-
-
-def _parse_cpus(
-    value: Any, host_cpus: int, maximum: Optional[float], field_name: str = "cpus"
-) -> int:
-    upper = float(host_cpus) if maximum is None else min(float(host_cpus), maximum)
-    allowed = f"allowed: {CPUS_MIN} to {_format_number(upper)}"
-    if isinstance(value, bool) or value is None:
-        raise RunSpecError(f"{field_name}: expected a number ({allowed})")
-    try:
-        number = float(value) if isinstance(value, (int, float, str)) else float("nan")
-    except ValueError:
-        raise RunSpecError(f"{field_name}: {value!r} is not a number ({allowed})") from None
-    if math.isnan(number) or math.isinf(number):
-        raise RunSpecError(f"{field_name}: {value!r} is not a number ({allowed})")
-    if number < CPUS_MIN:
-        raise RunSpecError(f"{field_name}: {_show(value)} is too small ({allowed})")
-    if number > host_cpus:
-        raise RunSpecError(
-            f"{field_name}: {_show(value)} is more than this host's {host_cpus} CPUs ({allowed})"
-        )
-    if maximum is not None and number > maximum:
-        raise RunSpecError(
-            f"{field_name}: {_show(value)} is above the administrator's maximum ({allowed})"
-        )
-    return round(number * 1e9)
-
-
-def _parse_positive_int(value: Any, field_name: str, upper: int) -> int:
-    allowed = f"allowed: 1 to {upper}"
-    if isinstance(value, bool) or value is None:
-        raise RunSpecError(f"{field_name}: expected a positive integer ({allowed})")
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and re.match(r"^\s*[+-]?\d+\s*$", value):
-        number = int(value)
-    else:
-        raise RunSpecError(f"{field_name}: {value!r} is not an integer ({allowed})")
-    if number < 1 or number > upper:
-        raise RunSpecError(f"{field_name}: {number} is out of range ({allowed})")
-    return number
-
-
-def _format_number(number: float) -> str:
-    return (f"{number:g}") if number != int(number) else str(int(number))
-
-
-def _show(value: Any) -> str:
-    return value if isinstance(value, str) else repr(value)
-
-
-def _bool(settings: Mapping[str, Any], key: str) -> bool:
-    value = settings[key]
-    if not isinstance(value, bool):
-        raise RunSpecError(f"{key}: expected true or false, got {value!r}")
-    return value
-
-
-# ---------------------------------------------------------------- environment
-
-
-def validate_env(mapping: Any, *, field_name: str = "env") -> dict[str, str]:
-    """Validate secret/env names and values. Accepts a dict or a sequence of (name, value)
-    pairs (so duplicates can be detected). Errors name the key, never the value."""
-    if isinstance(mapping, Mapping):
-        pairs = list(mapping.items())
-    elif isinstance(mapping, (list, tuple)):
-        pairs = list(mapping)
-    else:
-        raise RunSpecError(f"{field_name}: expected a mapping of names to values")
-    result: dict[str, str] = {}
-    total = 0
-    for pair in pairs:
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise RunSpecError(f"{field_name}: expected (name, value) pairs")
-        name, value = pair
-        if not isinstance(name, str) or not ENV_NAME_RE.match(name):
-            shown = name if isinstance(name, str) and not _CONTROL_RE.search(name) else None
-            raise RunSpecError(
-                "{}: invalid variable name {}; names must match ^[A-Za-z_][A-Za-z0-9_]*$".format(
-                    field_name, repr(shown) if shown is not None else "(unprintable)"
-                )
-            )
-        if name.upper() in RESERVED_ENV or name.upper().startswith(RESERVED_ENV_PREFIXES):
-            raise RunSpecError(
-                f"{field_name}: {name} is a reserved name that devenv sets or protects; rename it"
-            )
-        if name in result:
-            raise RunSpecError(f"{field_name}: {name} is defined twice")
-        if not isinstance(value, str):
-            raise RunSpecError(f"{field_name}: the value of {name} is not a string")
-        if "\x00" in value or "\n" in value or "\r" in value:
-            raise RunSpecError(
-                f"{field_name}: the value of {name} contains a NUL, newline or carriage return, "
-                "which cannot be passed safely"
-            )
-        size = len(value.encode("utf-8", "surrogateescape"))
-        if size > ENV_VALUE_MAX:
-            raise RunSpecError(
-                f"{field_name}: the value of {name} is longer than 64 KiB ({size} bytes)"
-            )
-        total += size + len(name) + 2
-        result[name] = value
-    if total > ENV_TOTAL_MAX:
-        raise RunSpecError(f"{field_name}: the variables together exceed 1 MiB")
-    return result
-
-
-# ---------------------------------------------------------------- paths
-
-
-def _check_chars(path: str, field_name: str, *, container: bool = False) -> None:
-    if _CONTROL_RE.search(path):
-        raise RunSpecError(f"{field_name}: the path contains a control character")
-    bad = [c for c in _MOUNT_BAD_CHARS + ((":",) if container else ()) if c in path]
-    if bad:
-        raise RunSpecError(
-            "{}: {!r} contains {}, which the engine's mount syntax cannot carry".format(
-                field_name, path, " ".join(repr(c) for c in bad)
-            )
-        )
-
-
-def _is_within(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip("/") + "/")
+# ---------------------------------------------------------------- host paths
 
 
 def _expand(path: str, home: str, field_name: str) -> str:
@@ -568,7 +447,12 @@ def _expand(path: str, home: str, field_name: str) -> str:
     return path
 
 
-def _engine_sockets(environ: Mapping[str, str]) -> list[str]:
+def expand_home(path: str, home: str) -> str:
+    """`~` and `~/...` as the user's home; anything else unchanged."""
+    return home + path[1:] if path == "~" or path.startswith("~/") else path
+
+
+def _engine_sockets(environ: Mapping[str, str]) -> list:
     sockets = list(ENGINE_SOCKETS)
     docker_host = environ.get("DOCKER_HOST", "")
     if docker_host.startswith("unix://"):
@@ -579,103 +463,97 @@ def _engine_sockets(environ: Mapping[str, str]) -> list[str]:
     return [os.path.realpath(s) for s in sockets]
 
 
-def _check_source(
-    raw: Any, field_name: str, host: Host, *, kind: str = "any", required: bool = True
-) -> Optional[str]:
-    """Resolve and vet a host path. Returns its real path, or None if it is missing and
-    not required. kind: any (file or directory), dir, socket."""
-    if not isinstance(raw, str) or not raw:
-        raise RunSpecError(f"{field_name}: expected a host path")
-    _check_chars(raw, field_name)
-    path = _expand(raw, host.home, field_name)
-    if not os.path.isabs(path):
-        raise RunSpecError(f"{field_name}: {raw!r} must be an absolute path (or start with ~/)")
-    # Symlinks are resolved first, so a link to the engine socket or to / is caught too.
-    real = os.path.realpath(path)
-    written = os.path.normpath(path)
-    _check_chars(real, field_name)
-    if real == "/" or _is_within(os.path.realpath(host.home), real):
-        raise RunSpecError(
-            f"{field_name}: {raw!r} is the filesystem root or the whole home directory "
-            "(or above it); mount a specific subdirectory instead"
-        )
-    sockets = _engine_sockets(host.environ)
-    if (
-        real in sockets
-        or os.path.basename(real) in ENGINE_SOCKET_NAMES
-        or any(_is_within(s, real) for s in sockets)
-    ):
-        raise RunSpecError(
-            f"{field_name}: {raw!r} is or contains the container engine's socket, "
-            "which would give the container root on the host"
-        )
-    # Both the path as written and its target: on macOS /etc resolves to /private/etc.
-    for system in SYSTEM_DIRS:
-        if any(_is_within(p, system) or _is_within(system, p) for p in (real, written)):
-            # An SSH agent socket commonly lives in the user's own /run/user/<uid>/.
-            if kind == "socket" and _is_within(real, f"/run/user/{host.uid}"):
-                continue
+class _Sources:
+    """Vets host paths for one resolve(); in a configuration check a missing path is a
+    notice, not an error (the user's files may not exist yet at provisioning time)."""
+
+    def __init__(self, host: Host, check: bool) -> None:
+        self.host = host
+        self.check = check
+        self.notices: list = []
+        self._sockets: Optional[list] = None
+
+    def sockets(self) -> list:
+        if self._sockets is None:
+            self._sockets = _engine_sockets(self.host.environ)
+        return self._sockets
+
+    def vet(
+        self, raw: Any, field_name: str, *, kind: str = "any", required: bool = True
+    ) -> Optional[str]:
+        """Resolve and vet a host path. Returns its real path, or None if it is missing
+        and not required. kind: any (file or directory), dir, socket."""
+        host = self.host
+        if not isinstance(raw, str) or not raw:
+            raise RunSpecError(f"{field_name}: expected a host path")
+        check_chars(raw, field_name)
+        path = _expand(raw, host.home, field_name)
+        if not os.path.isabs(path):
+            raise RunSpecError(f"{field_name}: {raw!r} must be an absolute path (or start with ~/)")
+        # Symlinks are resolved first, so a link to the engine socket or to / is caught too.
+        real = os.path.realpath(path)
+        written = os.path.normpath(path)
+        check_chars(real, field_name)
+        if real == "/" or is_within(os.path.realpath(host.home), real):
             raise RunSpecError(
-                f"{field_name}: {raw!r} is, or contains, the system directory {system}; "
-                "it cannot be mounted"
+                f"{field_name}: {raw!r} is the filesystem root or the whole home directory "
+                "(or above it); mount a specific subdirectory instead"
             )
-    try:
-        mode = os.stat(real).st_mode
-    except FileNotFoundError:
-        if required:
+        sockets = self.sockets()
+        if (
+            real in sockets
+            or os.path.basename(real) in ENGINE_SOCKET_NAMES
+            or any(is_within(s, real) for s in sockets)
+        ):
             raise RunSpecError(
-                f"{field_name}: {raw!r} does not exist; create it or fix the configuration"
-            ) from None
-        return None
-    except OSError as exc:
-        raise RunSpecError(f"{field_name}: {raw!r} cannot be read ({exc.strerror})") from None
-    expected = {
-        "dir": (stat.S_ISDIR(mode), "a directory"),
-        "socket": (stat.S_ISSOCK(mode), "a socket"),
-        "any": (stat.S_ISDIR(mode) or stat.S_ISREG(mode), "a regular file or a directory"),
-    }[kind]
-    if not expected[0]:
-        raise RunSpecError(f"{field_name}: {raw!r} is not {expected[1]}")
-    return real
+                f"{field_name}: {raw!r} is or contains the container engine's socket, "
+                "which would give the container root on the host"
+            )
+        # Both the path as written and its target: on macOS /etc resolves to /private/etc.
+        for system in SYSTEM_DIRS:
+            if any(is_within(p, system) or is_within(system, p) for p in (real, written)):
+                # An SSH agent socket commonly lives in the user's own /run/user/<uid>/.
+                if kind == "socket" and is_within(real, f"/run/user/{host.uid}"):
+                    continue
+                raise RunSpecError(
+                    f"{field_name}: {raw!r} is, or contains, the system directory {system}; "
+                    "it cannot be mounted"
+                )
+        try:
+            mode = os.stat(real).st_mode
+        except FileNotFoundError:
+            if required and not self.check:
+                raise RunSpecError(
+                    f"{field_name}: {raw!r} does not exist; create it or fix the configuration"
+                ) from None
+            if required:
+                self.notices.append(f"{field_name}: {raw} does not exist yet")
+            return None
+        except OSError as exc:
+            raise RunSpecError(f"{field_name}: {raw!r} cannot be read ({exc.strerror})") from None
+        expected = {
+            "dir": (stat.S_ISDIR(mode), "a directory"),
+            "socket": (stat.S_ISSOCK(mode), "a socket"),
+            "any": (stat.S_ISDIR(mode) or stat.S_ISREG(mode), "a regular file or a directory"),
+        }[kind]
+        if not expected[0]:
+            raise RunSpecError(f"{field_name}: {raw!r} is not {expected[1]}")
+        return real
 
 
-def _container_path(raw: Any, field_name: str) -> str:
-    if not isinstance(raw, str) or not raw:
-        raise RunSpecError(f"{field_name}: expected an absolute container path")
-    _check_chars(raw, field_name, container=True)
-    if not raw.startswith("/"):
-        raise RunSpecError(f"{field_name}: {raw!r} must be an absolute container path")
-    parts = raw.split("/")
-    if ".." in parts or "." in parts:
-        raise RunSpecError(f"{field_name}: {raw!r} must not contain . or .. components")
-    return "/" + "/".join(p for p in parts if p)
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
-def _relative_target(raw: Any, field_name: str, home: str) -> str:
-    if not isinstance(raw, str) or not raw or raw.startswith("/"):
-        raise RunSpecError(
-            f"{field_name}: {raw!r} must be a path relative to the container HOME (e.g. .claude)"
-        )
-    return _container_path(home.rstrip("/") + "/" + raw, field_name)
+# ---------------------------------------------------------------- resolve
 
 
-def _mapping_items(value: Any, field_name: str, allowed: tuple[str, ...]) -> list[Mapping]:
-    if not isinstance(value, (list, tuple)):
-        raise RunSpecError(f"{field_name}: expected a list of mappings ({', '.join(allowed)})")
-    for index, item in enumerate(value):
-        if not isinstance(item, Mapping) or "source" not in item:
-            raise RunSpecError(f"{field_name}[{index}]: expected a mapping with a source")
-        bad = sorted(str(k) for k in item if k not in allowed)
-        if bad:
-            raise RunSpecError(f"{field_name}[{index}]: unknown key(s) {', '.join(bad)}")
-    return list(value)
-
-
-# ---------------------------------------------------------------- settings and user
-
-
-def _user_entry(user: str) -> tuple[int, int, str, Optional[str]]:
+def _user_entry(user: str) -> tuple:
     import pwd  # noqa: PLC0415 - only needed when `user` is set; keeps start-up lean
+    import re  # noqa: PLC0415 - likewise
 
     match = re.match(r"^(\d+):(\d+)$", user)
     if match:
@@ -692,19 +570,13 @@ def _user_entry(user: str) -> tuple[int, int, str, Optional[str]]:
     return entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir
 
 
-def _resolve_user(settings: Mapping[str, Any], host: Host) -> tuple[Host, list[str], int, int]:
-    """The host-side identity (for ~ and per-user settings), warnings, and the container's
-    uid and gid."""
-    run_as_root = settings.get("run_as_root", False)
-    if not isinstance(run_as_root, bool):
-        raise RunSpecError(f"run_as_root: expected true or false, got {run_as_root!r}")
-    user = settings.get("user")
+def _resolve_user(settings: Settings, host: Host) -> tuple:
+    """The host-side identity (for ~), warnings, and the container's uid and gid."""
+    user = settings["user"]
     if user is not None:
-        if not isinstance(user, str) or not user:
-            raise RunSpecError("user: expected a login name or UID:GID")
         uid, gid, login, home = _user_entry(user)
         host = Host(uid, gid, login, home or host.home, host.cpu_count, host.environ)
-    if run_as_root:
+    if settings["run_as_root"]:
         warning = (
             "run_as_root is set: the container runs as root (still without capabilities "
             "and with no-new-privileges); files it creates in /app belong to root"
@@ -718,65 +590,21 @@ def _resolve_user(settings: Mapping[str, Any], host: Host) -> tuple[Host, list[s
     return host, [], host.uid, host.gid
 
 
-def _merged(settings: Mapping[str, Any], login: str) -> dict[str, Any]:
-    unknown = sorted(str(k) for k in settings if k not in SETTINGS_DEFAULTS)
-    if unknown:
-        raise RunSpecError(f"settings: unknown key(s) {', '.join(unknown)}")
-    merged = dict(SETTINGS_DEFAULTS)
-    merged["_cpus_default"] = settings.get("cpus") is None
-    # null means "the default", except gitconfig where null means "none".
-    merged.update({k: v for k, v in settings.items() if v is not None or k == "gitconfig"})
-    users = merged["users"]
-    if not isinstance(users, Mapping):
-        raise RunSpecError("users: expected a mapping of login names to settings")
-    own = users.get(login)
-    if own is not None:
-        if not isinstance(own, Mapping):
-            raise RunSpecError(f"users.{login}: expected a mapping")
-        bad = sorted(str(k) for k in own if k not in PER_USER_KEYS)
-        if bad:
-            raise RunSpecError(
-                f"users.{login}: {', '.join(bad)} cannot be set per user "
-                f"(allowed: {', '.join(PER_USER_KEYS)})"
-            )
-        merged.update(own)
-    return merged
-
-
-def _limits_max(value: Any, host: Host) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise RunSpecError("limits_max: expected a mapping with memory, cpus, pids_limit")
-    bad = sorted(str(k) for k in value if k not in ("memory", "cpus", "pids_limit"))
-    if bad:
-        raise RunSpecError(f"limits_max: unknown key(s) {', '.join(bad)}")
-    result: dict[str, Any] = {}
-    if value.get("memory") is not None:
-        result["memory"] = parse_memory(value["memory"], "limits_max.memory")
-    if value.get("cpus") is not None:
-        # A ceiling may exceed this host's CPUs (one fleet-wide value); runs may not.
-        result["cpus"] = _parse_cpus(value["cpus"], CPUS_CEILING, None, "limits_max.cpus") / 1e9
-    if value.get("pids_limit") is not None:
-        result["pids_limit"] = _parse_positive_int(
-            value["pids_limit"], "limits_max.pids_limit", PIDS_MAX
-        )
-    return result
-
-
-def _limits(s: Mapping[str, Any], host: Host) -> tuple[int, int, int, int]:
-    """memory, memory_swap (bytes), nano CPUs, pids limit."""
-    maxima = _limits_max(s["limits_max"], host)
-    memory = parse_memory(s["memory"])
+def _limits(settings: Settings, host: Host) -> tuple:
+    """memory, memory_swap (bytes), nano CPUs, pids limit, within the administrator's
+    maxima and the host."""
+    maxima = settings["limits_max"]
+    memory = settings["memory"]
     top = maxima.get("memory")
     if top is not None and memory > top:
         raise RunSpecError(
-            f"memory: {_show(s['memory'])} is above the administrator's maximum "
+            f"memory: {show(settings.raw('memory'))} is above the administrator's maximum "
             f"(allowed: 6m to {format_memory(top)})"
         )
-    memory_swap = memory
-    if s["memory_swap"] is not None:
-        memory_swap = parse_memory(s["memory_swap"], "memory_swap")
+    memory_swap = settings["memory_swap"]
+    if memory_swap is None:
+        memory_swap = memory
+    else:
         if memory_swap < memory:
             raise RunSpecError(
                 f"memory_swap: must be at least memory ({format_memory(memory)}); "
@@ -784,27 +612,27 @@ def _limits(s: Mapping[str, Any], host: Host) -> tuple[int, int, int, int]:
             )
         if top is not None and memory_swap > top:
             raise RunSpecError(
-                f"memory_swap: {_show(s['memory_swap'])} is above the administrator's "
-                f"maximum {format_memory(top)}"
+                f"memory_swap: {show(settings.raw('memory_swap'))} is above the "
+                f"administrator's maximum {format_memory(top)}"
             )
-    cpus = s["cpus"]
-    if s.get("_cpus_default"):
+    ceiling = maxima.get("cpus")
+    cpus = settings["cpus"]
+    if settings.source("cpus") == "default":
         # The default (2) must not fail on a smaller host: take what the host has.
-        cpus = min(float(cpus), float(host.cpu_count), maxima.get("cpus", float(cpus)))
-    nano_cpus = _parse_cpus(cpus, host.cpu_count, maxima.get("cpus"))
-    pids = _parse_positive_int(s["pids_limit"], "pids_limit", maxima.get("pids_limit", PIDS_MAX))
+        cpus = min(float(cpus), float(host.cpu_count), ceiling or float(cpus))
+    upper = float(host.cpu_count) if ceiling is None else min(float(host.cpu_count), ceiling)
+    nano_cpus = round(parse_cpus(cpus, upper, "cpus", host.cpu_count) * 1e9)
+    pids = settings["pids_limit"]
+    pids_top = maxima.get("pids_limit")
+    if pids_top is not None and pids > pids_top:
+        raise RunSpecError(f"pids_limit: {pids} is out of range (allowed: 1 to {pids_top})")
     return memory, memory_swap, nano_cpus, pids
 
 
-def _ssh_mode(value: Any) -> str:
-    if value not in SSH_MODES:
-        raise RunSpecError(f"ssh: {value!r} is not one of {', '.join(SSH_MODES)}")
-    return value
-
-
-def _ssh(s: Mapping[str, Any], host: Host, home: str) -> tuple[str, list[Mount], list]:
+def _ssh(settings: Settings, sources: _Sources, home: str) -> tuple:
     """The effective SSH mode, its mounts and its fixed env."""
-    ssh = _ssh_mode(s["ssh"])
+    host = sources.host
+    ssh = settings["ssh"]
     agent_sock = host.environ.get("SSH_AUTH_SOCK", "")
     ssh_dir = os.path.join(host.home, ".ssh")
     if ssh == "auto":
@@ -816,150 +644,74 @@ def _ssh(s: Mapping[str, Any], host: Host, home: str) -> tuple[str, list[Mount],
             ssh = "none"
     if ssh == "agent":
         if not agent_sock:
+            if sources.check:  # a configuration check has no agent to look at
+                return ssh, [], []
             raise RunSpecError("ssh: agent requested but SSH_AUTH_SOCK is not set")
-        real = _check_source(agent_sock, "ssh (SSH_AUTH_SOCK)", host, kind="socket")
+        real = sources.vet(agent_sock, "ssh (SSH_AUTH_SOCK)", kind="socket")
+        if real is None:
+            return ssh, [], []
         return ssh, [Mount(real, SSH_AGENT_TARGET)], [("SSH_AUTH_SOCK", SSH_AGENT_TARGET)]
     if ssh == "keys":
-        real = _check_source(ssh_dir, "ssh (~/.ssh)", host, kind="dir")
-        return ssh, [Mount(real, home + "/.ssh")], []
+        real = sources.vet(ssh_dir, "ssh (~/.ssh)", kind="dir")
+        return ssh, ([Mount(real, home + "/.ssh")] if real else []), []
     return ssh, [], []
 
 
-def _credential_mounts(s: Mapping[str, Any], host: Host, home: str) -> tuple[list, list]:
-    """Credentials (always read-only, into HOME) and gitconfig; mounts and notices."""
-    mounts: list[Mount] = []
-    notices: list[str] = []
-    items = _mapping_items(s["credentials"], "credentials", CREDENTIAL_KEYS)
-    for index, item in enumerate(items):
+def _mounts(settings: Settings, sources: _Sources, home: str) -> tuple:
+    """All bind mounts (code, SSH, credentials, gitconfig, extra), the SSH mode and env,
+    and notices."""
+    notices = []
+    code = sources.vet(settings["code_dir"], "code_dir", kind="dir")
+    mounts = [Mount(code, CODE_TARGET, False)] if code else []
+    ssh, ssh_mounts, ssh_env = _ssh(settings, sources, home)
+    mounts += ssh_mounts
+    for index, (source, relative, required) in enumerate(settings["credentials"]):
         where = f"credentials[{index}]"
-        required = item.get("required", False)
-        if not isinstance(required, bool):
-            raise RunSpecError(f"{where}.required: expected true or false")
-        target_raw = item.get("target") or os.path.basename(str(item["source"]).rstrip("/"))
-        target = _relative_target(target_raw, where + ".target", home)
-        real = _check_source(item["source"], where + ".source", host, required=required)
+        target = relative_target(relative, where + ".target", home)
+        real = sources.vet(source, where + ".source", required=required)
         if real is None:
-            notices.append(f"{where}: {item['source']} does not exist; not mounted")
+            if not required:
+                notices.append(f"{where}: {source} does not exist; not mounted")
             continue
         mounts.append(Mount(real, target))
-    if s["gitconfig"]:
-        real = _check_source(s["gitconfig"], "gitconfig", host, required=False)
+    if settings["gitconfig"]:
+        real = sources.vet(settings["gitconfig"], "gitconfig", required=False)
         if real is not None:
             mounts.append(Mount(real, home + "/.gitconfig"))
-    return mounts, notices
-
-
-def _extra_mounts(s: Mapping[str, Any], host: Host) -> list[Mount]:
-    mounts = []
-    items = _mapping_items(s["mounts"], "mounts", MOUNT_KEYS)
-    for index, item in enumerate(items):
-        where = f"mounts[{index}]"
-        read_only = item.get("read_only", True)
-        if not isinstance(read_only, bool):
-            raise RunSpecError(f"{where}.read_only: expected true or false")
-        target = _mount_target(item, where)
-        real = _check_source(item["source"], where + ".source", host)
-        mounts.append(Mount(real, target, read_only=read_only))
-    return mounts
-
-
-def _mount_target(item: Mapping[str, Any], where: str) -> str:
-    if not isinstance(item.get("read_only", True), bool):
-        raise RunSpecError(f"{where}.read_only: expected true or false")
-    target = _container_path(item.get("target"), where + ".target")
-    if target == "/" or any(_is_within(target, t) for t in FORBIDDEN_TARGETS[1:]):
-        raise RunSpecError(f"{where}.target: {target!r} would cover a system directory")
-    return target
-
-
-def _labels(value: Any) -> tuple[tuple[str, str], ...]:
-    if not isinstance(value, Mapping):
-        raise RunSpecError("labels: expected a mapping of label keys to strings")
-    pairs = [(MANAGED_LABEL, "true")]
-    for key, text in value.items():
-        if not isinstance(key, str) or not LABEL_KEY_RE.match(key) or ".." in key:
-            raise RunSpecError(
-                f"labels: {key!r} is not a valid label key (lower-case letters, digits, . - /)"
-            )
-        if key == MANAGED_LABEL:
-            raise RunSpecError(f"labels: {MANAGED_LABEL} is set by devenv itself")
-        if not isinstance(text, str) or _CONTROL_RE.search(text) or len(text) > 1024:
-            raise RunSpecError(f"labels: the value of {key} must be a short printable string")
-        pairs.append((key, text))
-    return tuple(pairs)
-
-
-def _command(s: Mapping[str, Any]) -> tuple[str, ...]:
-    command = s["command"]
-    if command is None or command == []:
-        command = s["default_command"]
-    if isinstance(command, str) or not isinstance(command, (list, tuple)) or not command:
-        raise RunSpecError("command: expected a non-empty list of strings")
-    for part in command:
-        if not isinstance(part, str) or "\x00" in part:
-            raise RunSpecError("command: every item must be a string without NUL")
-    return tuple(command)
+    for index, (source, target, read_only) in enumerate(settings["mounts"]):
+        real = sources.vet(source, f"mounts[{index}].source")
+        if real is not None:
+            mounts.append(Mount(real, target, read_only))
+    return mounts, ssh, ssh_env, notices
 
 
 def _unique_name(login: str) -> str:
-    safe = LOGIN_SAFE_RE.sub("_", login)[:32] or "user"
-    return f"devenv-{safe}-{os.urandom(4).hex()}"
+    safe = "".join(c if (c.isalnum() and c.isascii()) or c in "_.-" else "_" for c in login)
+    return f"devenv-{safe[:32] or 'user'}-{os.urandom(4).hex()}"
 
 
-# ---------------------------------------------------------------- build_spec
-
-
-def build_spec(
-    settings: Mapping[str, Any],
-    *,
-    secrets: Optional[Mapping[str, str]] = None,
-    host: Optional[Host] = None,
-) -> RunSpec:
-    """Validate `settings` completely and return the RunSpec. Raises RunSpecError.
-    `secrets` (name -> value, or (name, value) pairs) are validated with validate_env();
-    they, and `env` from the settings, reach the container by name only on any command
-    line."""
-    if not isinstance(settings, Mapping):
-        raise RunSpecError("settings: expected a mapping")
-    host, warnings, uid, gid = _resolve_user(settings, host or Host.current())
-    s = _merged(settings, host.login)
-
-    image = s["image"]
-    if not isinstance(image, str) or len(image) > 512 or not IMAGE_RE.match(image):
-        raise RunSpecError(f"image: {image!r} is not a valid image reference (e.g. devenv:1.2.3)")
-    memory, memory_swap, nano_cpus, pids_limit = _limits(s, host)
-
-    home = _container_path(s["container_home"], "container_home")
-    if home in ("/", CODE_TARGET, TMP_TARGET) or any(
-        _is_within(home, t) for t in FORBIDDEN_TARGETS[1:]
-    ):
-        raise RunSpecError(f"container_home: {home!r} cannot be used as HOME")
-    workdir = _container_path(s["workdir"], "workdir")
-    home_size = parse_memory(s["home_size"], "home_size")
-    tmp_size = parse_memory(s["tmp_size"], "tmp_size")
-
-    mounts = [Mount(_check_source(s["code_dir"], "code_dir", host, kind="dir"), CODE_TARGET, False)]
-    ssh, ssh_mounts, ssh_env = _ssh(s, host, home)
-    credential_mounts, notices = _credential_mounts(s, host, home)
-    mounts += ssh_mounts + credential_mounts + _extra_mounts(s, host)
+def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
+    """Decide the run for `host`: the user, limits within the maxima and the host, every
+    host path resolved and vetted, the container's paths. Raises RunSpecError.
+    `check` (a configuration check at provisioning time) lets missing paths and a
+    missing SSH agent pass as notices."""
+    host, warnings, uid, gid = _resolve_user(settings, host)
+    memory, memory_swap, nano_cpus, pids_limit = _limits(settings, host)
+    home = settings["container_home"]
+    workdir = settings["workdir"]
+    sources = _Sources(host, check)
+    mounts, ssh, ssh_env, notices = _mounts(settings, sources, home)
     seen = {home, TMP_TARGET}
     for mount in mounts:
         if mount.target in seen:
             raise RunSpecError(f"mounts: the container path {mount.target!r} is used twice")
         seen.add(mount.target)
-    if not any(_is_within(workdir, t) for t in seen):
+    if not any(is_within(workdir, t) for t in seen | {CODE_TARGET}):
         raise RunSpecError(f"workdir: {workdir!r} must be inside /app, the HOME, /tmp or a mount")
-
-    # Configured env and secrets: both reach command lines by name only.
-    env = validate_env(s["env"], field_name="env")
-    for name, value in validate_env(secrets or {}, field_name="secrets").items():
-        if name in env:
-            raise RunSpecError(f"secrets: {name} is also set in env; remove one")
-        env[name] = value
-
+    tmp_size, home_size = settings["tmp_size"], settings["home_size"]
     return RunSpec(
-        image=image,
-        command=_command(s),
+        image=settings["image"],
+        command=settings["command"] or settings["default_command"],
         workdir=workdir,
         uid=uid,
         gid=gid,
@@ -976,77 +728,52 @@ def build_spec(
         memory_swap=memory_swap,
         nano_cpus=nano_cpus,
         pids_limit=pids_limit,
-        read_only_rootfs=_bool(s, "read_only_rootfs"),
-        labels=_labels(s["labels"]),
+        read_only_rootfs=settings["read_only_rootfs"],
+        labels=((MANAGED_LABEL, "true"), *settings["labels"]),
         name=_unique_name(host.login),
         ssh=ssh,
         warnings=tuple(warnings),
-        notices=tuple(notices),
-        secrets=env,
+        notices=tuple(notices + sources.notices),
+        env=dict(settings["env"]),
     )
 
 
-def check_settings(settings: Mapping[str, Any], *, cpu_count: Optional[int] = None) -> None:
-    """Validate what can be validated without a user or the filesystem (a system
-    configuration file at provisioning time): keys, types, units and ranges, image,
-    paths' syntax, env, labels and every users.<login> entry. Raises RunSpecError."""
-    if not isinstance(settings, Mapping):
-        raise RunSpecError("settings: expected a mapping")
-    host = Host(1, 1, "", "/nonexistent", cpu_count or os.cpu_count() or 1, {})
-    s = _merged(settings, "")
-    _resolve_user({"run_as_root": s["run_as_root"]}, host)
-    if s["user"] is not None and (not isinstance(s["user"], str) or not s["user"]):
-        raise RunSpecError("user: expected a login name or UID:GID")
-    image = s["image"]
-    if not isinstance(image, str) or len(image) > 512 or not IMAGE_RE.match(image):
-        raise RunSpecError(f"image: {image!r} is not a valid image reference (e.g. devenv:1.2.3)")
-    _command(s)
-    _limits(s, host)
-    _bool(s, "read_only_rootfs")
-    home = _container_path(s["container_home"], "container_home")
-    _container_path(s["workdir"], "workdir")
-    parse_memory(s["home_size"], "home_size")
-    parse_memory(s["tmp_size"], "tmp_size")
-    validate_env(s["env"], field_name="env")
-    _labels(s["labels"])
-    entries = [("", s)]
-    for login in s["users"]:
-        if not isinstance(login, str) or not login:
-            raise RunSpecError("users: keys must be login names")
-        entries.append((f"users.{login}.", _merged(settings, login)))
-    for login, entry in entries:
-        _ssh_mode(entry["ssh"])
-        _check_host_path_syntax(entry["code_dir"], login + "code_dir")
-        if entry["gitconfig"]:
-            _check_host_path_syntax(entry["gitconfig"], login + "gitconfig")
-        creds = _mapping_items(entry["credentials"], login + "credentials", CREDENTIAL_KEYS)
-        for index, item in enumerate(creds):
-            where = f"{login}credentials[{index}]"
-            _check_host_path_syntax(item["source"], where + ".source")
-            if not isinstance(item.get("required", False), bool):
-                raise RunSpecError(f"{where}.required: expected true or false")
-            if item.get("target") is not None:
-                _relative_target(item["target"], where + ".target", home)
-        for index, item in enumerate(_mapping_items(entry["mounts"], login + "mounts", MOUNT_KEYS)):
-            where = f"{login}mounts[{index}]"
-            _check_host_path_syntax(item["source"], where + ".source")
-            _mount_target(item, where)
+def build_spec(
+    settings: Mapping[str, Any],
+    *,
+    secrets: Any = None,
+    host: Optional[Host] = None,
+    module: bool = False,
+) -> RunSpec:
+    """One layer of settings (as an administrator's file would hold them) parsed,
+    resolved for `host` (default: the current one) and given `secrets`."""
+    host = host or Host.current()
+    parsed = parse([("settings", SYSTEM, settings)], login=host.login, module=module)
+    spec = resolve(parsed, host)
+    return spec.with_secrets(secrets) if secrets else spec
 
 
-def _check_host_path_syntax(raw: Any, field_name: str) -> None:
-    if not isinstance(raw, str) or not raw:
-        raise RunSpecError(f"{field_name}: expected a host path")
-    _check_chars(raw, field_name)
-    if not (raw.startswith("/") or raw == "~" or raw.startswith("~/")):
-        raise RunSpecError(f"{field_name}: {raw!r} must be an absolute path (or start with ~/)")
-    if raw.startswith("/"):
-        real = os.path.normpath(raw)
-        if real == "/" or any(_is_within(real, d) for d in SYSTEM_DIRS):
-            raise RunSpecError(f"{field_name}: {raw!r} is a system directory; it cannot be mounted")
-
-
-def _is_socket(path: str) -> bool:
-    try:
-        return stat.S_ISSOCK(os.stat(path).st_mode)
-    except OSError:
-        return False
+def check_config(
+    data: Any,
+    *,
+    source: str,
+    host_for: Callable[[Optional[str]], Host] = Host.for_login,
+) -> list:
+    """The configuration check of an administrator's file: parse it, then resolve it for
+    every login it configures (and for a user it does not name), as a run would, with
+    missing paths passing as notices. Returns the notices; raises RunSpecError."""
+    base = parse([(source, SYSTEM, data)], system_file=source)
+    notices = []
+    for login in (None, *base["users"]):
+        where = source if login is None else f"{source} (users.{login})"
+        settings = (
+            base
+            if login is None
+            else parse([(source, SYSTEM, data)], login=login, system_file=source)
+        )
+        try:
+            spec = resolve(settings, host_for(login), check=True)
+        except RunSpecError as exc:
+            raise RunSpecError(f"{where}: {exc}") from None
+        notices += [f"{login or 'any user'}: {n}" for n in spec.notices]
+    return notices

@@ -430,62 +430,9 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.kuatecno.devenv.plugins.module_utils import _secure_run
 
-ARGUMENT_SPEC = dict(
-    image=dict(type="str", required=True),
-    command=dict(type="list", elements="str", required=True),
-    workdir=dict(type="str"),
-    code_dir=dict(type="path"),
-    container_home=dict(type="str"),
-    mounts=dict(
-        type="list",
-        elements="dict",
-        default=[],
-        options=dict(
-            source=dict(type="path", required=True),
-            target=dict(type="str", required=True),
-            read_only=dict(type="bool", default=True),
-        ),
-    ),
-    credentials=dict(
-        type="list",
-        elements="dict",
-        default=[],
-        options=dict(
-            source=dict(type="path", required=True),
-            target=dict(type="str", required=True),
-            required=dict(type="bool", default=False),
-        ),
-    ),
-    gitconfig=dict(type="path"),
-    ssh=dict(type="str", choices=["auto", "agent", "keys", "none"], default="none"),
-    memory=dict(type="str"),
-    memory_swap=dict(type="str"),
-    cpus=dict(type="float"),
-    pids_limit=dict(type="int"),
-    read_only_rootfs=dict(type="bool"),
-    run_as_root=dict(type="bool", default=False),
-    user=dict(type="str"),
-    labels=dict(type="dict", default={}),
-    env=dict(type="dict", default={}, no_log=True),
-    secrets=dict(type="dict", default={}, no_log=True),
-    infisical=dict(
-        type="dict",
-        options=dict(
-            project_id=dict(type="str", required=True),
-            environment=dict(type="str", default="dev"),
-            path=dict(type="str", default="/"),
-            domain=dict(type="str"),
-            timeout=dict(type="int", default=30),
-            allow_empty=dict(type="bool", default=False),
-            binary=dict(type="str", default="infisical"),
-            token=dict(type="str", no_log=True),
-        ),
-    ),
-    expected_rc=dict(type="list", elements="int", default=[0]),
-    output_limit=dict(type="int", default=1048576),
-    timeout=dict(type="int", default=3600),
-    docker_host=dict(type="str"),
-)
+# Generated from the collection's settings table, so the module and the launcher share
+# every setting's name and rules; DOCUMENTATION is held equal to it by the unit tests.
+ARGUMENT_SPEC = _secure_run.argument_spec()
 
 
 def main():

@@ -101,7 +101,12 @@ def test_converge_installs_program_library_and_configuration(host, workdir):
     assert host.stat(PROGRAM) == ("root", "root", "755")
     assert host.read(PROGRAM).startswith("#!/usr/bin/python3 -IB\n")
     assert host.stat(LIB) == ("root", "root", "755")
-    assert host.out(f"ls -A {LIB}").split() == sorted(LIB_FILES)
+    assert host.out(f"ls -A {LIB}").split() == sorted([*LIB_FILES, "__pycache__"])
+    # Compiled once by the role, writable by root only, one file per library file.
+    assert host.stat(f"{LIB}/__pycache__") == ("root", "root", "755")
+    compiled = host.out(f"stat -c '%U %G %a %n' {LIB}/__pycache__/*.pyc").splitlines()
+    assert len(compiled) == len(LIB_FILES)
+    assert all(line.startswith("root root 644 ") for line in compiled)
     for name in LIB_FILES:
         assert host.stat(f"{LIB}/{name}") == ("root", "root", "644")
         installed = host.out(f"sha256sum {LIB}/{name}").split()[0]

@@ -2,12 +2,14 @@
 
     <prefix>/bin/devenv
     <prefix>/lib/devenv/devenv_lib/<LAUNCHER_FILES>   byte-identical module_utils copies
+    <prefix>/lib/devenv/devenv_lib/__pycache__/       their bytecode, compiled once
 
 Usage: python tests/support/install_launcher.py PREFIX [PYTHON]
 The file list is LAUNCHER_FILES in the collection's module_utils/_launcher.py.
 """
 
 import ast
+import compileall
 import os
 import shutil
 import sys
@@ -54,6 +56,8 @@ def install(prefix, python=None):
     for name in launcher_files():
         shutil.copyfile(MODULE_UTILS / name, lib / name)
         (lib / name).chmod(0o644)
+    # As the role does: compiled once, so a start under -B does not compile again.
+    compileall.compile_dir(str(lib), quiet=1)
     program = prefix / "bin" / "devenv"
     program.write_text(
         ENTRY_POINT.format(python=python or sys.executable, lib_root=str(lib_root)),

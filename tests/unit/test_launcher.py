@@ -587,6 +587,8 @@ def test_install_layout_and_lean_start(tmp_path):
     lib = tmp_path / "p" / "lib" / "devenv" / "devenv_lib"
     for name in la.LAUNCHER_FILES:
         assert (lib / name).read_bytes() == (MODULE_UTILS / name).read_bytes()
+    # Compiled at install time: a start under -B never compiles the library itself.
+    assert len(list((lib / "__pycache__").glob("*.pyc"))) == len(la.LAUNCHER_FILES)
     assert program.read_text().startswith("#!/usr/bin/python3 -IB\n")
     done = subprocess.run([str(program), "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "devenv run" in done.stdout

@@ -108,7 +108,7 @@ GOALS = {
         "`devenv run --no-secrets` adds at most {true} to `-- true` and stays within {gemini} "
         "for `-- gemini --version`, against the same `docker run` typed by hand",
         {
-            "true": Limit(("added_true_s",), AT_MOST, 0.080, format_signed_ms, milliseconds),
+            "true": Limit(("added_true_s",), AT_MOST, 0.040, format_signed_ms, milliseconds),
             "gemini": Limit(("gemini_slowdown",), AT_MOST, 0.10, percent),
         },
     ),

@@ -1,7 +1,8 @@
 """Render the benchmark results (the dict written to docs/benchmarks.json) as Markdown.
 
 Pure functions: the same results always give the same page, so the page can be
-regenerated from the JSON (`benchmarks/run.py --render-only`).
+regenerated from the JSON (`benchmarks/run.py --render-only`). Layout only: goals, verdicts
+and result lines are filled in before (bench_comparisons.conclude_all).
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ def render_comparison(comp) -> list:
             lines.append("")
         lines.extend(table(extra["columns"], extra["rows"]))
         lines.append("")
-    if comp.get("notes"):
-        lines.extend(f"- {note}" for note in comp["notes"])
+    notes = [*comp.get("notes", []), *comp.get("analysis", [])]
+    if notes:
+        lines.extend(f"- {note}" for note in notes)
         lines.append("")
     if comp.get("commands"):
         lines.append(comp.get("commands_title", "Commands (timed exactly as written):"))

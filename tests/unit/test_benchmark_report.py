@@ -1,20 +1,29 @@
-"""The benchmark's pure parts: statistics, formatting, report rendering, recap parsing.
+"""The benchmark's pure parts: statistics, formatting, goals and verdicts, report
+rendering, recap parsing.
 
 The benchmark itself (scripts/benchmark.sh) is not part of the test suite; these tests
-only keep its arithmetic and its page honest. No engine needed.
+only keep its arithmetic, its verdicts and its page honest. No engine needed.
 """
 
+import dataclasses
 import json
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
+import bench_comparisons
+import bench_goals
 import bench_report
 import bench_stats
+from bench_common import alternate, comparison
 from bench_fleet import fleet_inventory, parse_recap
+from bench_goals import AT_MOST, GOALS, judge
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -181,13 +190,11 @@ def test_fleet_inventory_pulls_from_the_registry_through_insecure_registries():
     ],
 )
 def test_alternate_interleaves_timed_runs(n_a, n_b, order):
-    import run
-
-    assert run.alternate("a", n_a, "b", n_b) == order
+    assert alternate("a", n_a, "b", n_b) == order
 
 
 def test_build_count_rebuilt_counts_steps_not_from_the_cache():
-    import run
+    from compare_rebuild import build_count_rebuilt
 
     output = (
         "Step 1/4 : FROM base\n"
@@ -195,13 +202,241 @@ def test_build_count_rebuilt_counts_steps_not_from_the_cache():
         "Step 3/4 : RUN npm install -g x@2\n ---> Running in 1234\n"
         'Step 4/4 : CMD ["bash"]\n ---> Running in 5678\n'
     )
-    assert run.build_count_rebuilt(output) == 2
+    assert build_count_rebuilt(output) == 2
 
 
 def test_fleet_analysis_explains_only_missed_goals():
-    from bench_fleet import fleet_analysis
+    from compare_fleet import fleet_analysis
 
     assert fleet_analysis(True, True, False) == []
     notes = fleet_analysis(False, True, False)
     assert len(notes) == 1 and "4-host goal" in notes[0]
     assert len(fleet_analysis(True, False, True)) == 2
+
+
+# --------------------------------------------------------------------------- goals and verdicts
+
+
+def _timings(*medians):
+    return [
+        {"label": f"case {i}", "samples": [m], "summary": bench_stats.summarize([m])}
+        for i, m in enumerate(medians)
+    ]
+
+
+# What each comparison's measure() stores (figures of the first full run, rounded).
+MEASURED = {
+    "launcher": {
+        # true: devenv, docker, secrets; gemini: the same; the interpreter; --dry-run.
+        "timings": _timings(0.99, 0.90, 1.04, 6.0, 5.84, 6.1, 0.02, 0.31),
+        "derived": {
+            "added_true_s": 0.090,
+            "paired_true": {"n": 20, "median": 0.079, "min": -0.2, "max": 0.4},
+            "gemini_ratio": 1.028,
+            "secrets_added_s": 0.052,
+        },
+    },
+    "ready": {"timings": _timings(13.9, 69.2), "derived": {"speedup": 69.2 / 13.9}},
+    "size": {
+        "derived": {
+            "ours_bytes": 1_350_000_000,
+            "reference_bytes": 2_500_000_000,
+            "share": 0.54,
+            "tools_ours": {"git": True, "gcc": True},
+        }
+    },
+    "rebuild": {"timings": _timings(128.0, 80.2), "derived": {"share": 80.2 / 128.0}},
+    "fleet": {
+        # 1 host first, second; 4 hosts first, second.
+        "timings": _timings(106.0, 41.0, 239.0, 105.0),
+        "derived": {
+            "scale_4_over_1": 239.0 / 106.0,
+            "second_over_first": {"1": 41.0 / 106.0, "4": 105.0 / 239.0},
+            "recaps": [{"phase": "first", "changed": 40}, {"phase": "second", "changed": 0}],
+        },
+    },
+}
+
+LIMITS = [(key, name) for key, goal in GOALS.items() for name in goal.limits]
+FIGURES = [
+    (key, name, figure)
+    for key, goal in GOALS.items()
+    for name, limit in goal.limits.items()
+    for figure in limit.figures
+]
+
+
+def _measured(key):
+    return json.loads(json.dumps({**comparison(key), **MEASURED[key]}))
+
+
+def _section(comp):
+    return "\n".join(bench_report.render_comparison(comp))
+
+
+def _with_limit(monkeypatch, key, name, value):
+    goal = GOALS[key]
+    limit = dataclasses.replace(goal.limits[name], value=value)
+    changed = dataclasses.replace(goal, limits={**goal.limits, name: limit})
+    monkeypatch.setitem(GOALS, key, changed)
+
+
+def _crossing(limit, figures):
+    """A value of the limit on the other side of the measured figures."""
+    values = [figures[name] for name in limit.figures]
+    if limit.holds(figures):
+        worst = max(values) if limit.bound == AT_MOST else min(values)
+        return worst - 1e-6 if limit.bound == AT_MOST else worst + 1e-6
+    return max(values) if limit.bound == AT_MOST else min(values)
+
+
+def test_every_goal_has_its_comparison_module():
+    for key in GOALS:
+        module = bench_comparisons.module(key)
+        for name in ("NEEDS", "COUNTS", "measure", "figures", "result", "analysis"):
+            assert hasattr(module, name), f"compare_{key}.py has no {name}"
+
+
+def test_the_goals_keep_their_wording_and_the_launcher_goal_is_40_ms():
+    assert [goal.wording() for goal in GOALS.values()] == [
+        "`devenv run --no-secrets` adds at most 40 ms to `-- true` and stays within 10% "
+        "for `-- gemini --version`, against the same `docker run` typed by hand",
+        "ready agents at least 8 times faster than the reference's npm install at start",
+        "at most 60% of the size of the reference Dockerfile's image (same base, same tools), "
+        "with every tool of the reference present",
+        "rebuild after one agent's version bump takes at most 25% of a cold build",
+        "4 hosts take at most 2 times the 1-host time; a second converge changes nothing "
+        "and takes at most a third of the first",
+    ]
+
+
+@pytest.mark.parametrize(("key", "name"), LIMITS)
+def test_every_limit_is_judged_from_figures_its_comparison_provides(key, name):
+    figures = bench_comparisons.module(key).figures(_measured(key))
+    limit = GOALS[key].limits[name]
+    assert set(limit.figures) <= set(figures)
+    assert judge(GOALS[key], figures)[name] == limit.holds(figures)
+
+
+@pytest.mark.parametrize(("key", "name"), LIMITS)
+def test_every_limit_is_used_by_the_verdict_and_the_report(monkeypatch, key, name):
+    figures = bench_comparisons.module(key).figures(_measured(key))
+    held = GOALS[key].limits[name].holds(figures)
+    before = bench_comparisons.conclude(_measured(key))
+    _with_limit(monkeypatch, key, name, _crossing(GOALS[key].limits[name], figures))
+    after = bench_comparisons.conclude(_measured(key))
+    # The limit now falls on the other side of the figure, and the verdict follows it ...
+    verdicts = judge(GOALS[key], figures)
+    assert verdicts[name] is not held
+    assert after["met"] is all(verdicts.values())
+    # ... as do the goal's sentence and the section on the page.
+    assert after["goal"] != before["goal"]
+    assert f"**Goal:** {after['goal']}" in _section(after)
+    assert f"**Verdict: {bench_stats.verdict(after['met'])}.**" in _section(after)
+    assert _section(after) != _section(before)
+
+
+@pytest.mark.parametrize(("key", "name", "figure"), FIGURES)
+def test_verdicts_flip_at_the_threshold(key, name, figure):
+    goal = GOALS[key]
+    # Every figure exactly at its limit: every goal is met ...
+    at_limit = {f: lim.value for lim in goal.limits.values() for f in lim.figures}
+    assert all(judge(goal, at_limit).values())
+    # ... one step past this one's, and that goal and only it is not.
+    step = 1e-9 if goal.limits[name].bound == AT_MOST else -1e-9
+    past = {**at_limit, figure: at_limit[figure] + step}
+    verdicts = judge(goal, past)
+    assert not verdicts[name]
+    assert [n for n, met in verdicts.items() if not met] == [name]
+
+
+@pytest.mark.parametrize(("key", "name"), LIMITS)
+def test_a_figure_not_measured_does_not_meet_its_goal(key, name):
+    goal = GOALS[key]
+    figures = {f: lim.value for lim in goal.limits.values() for f in lim.figures}
+    figures[goal.limits[name].figures[0]] = None
+    assert not judge(goal, figures)[name]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "value", "text"),
+    [
+        (bench_goals.percent, 0.25, "25%"),
+        (bench_goals.percent, 1 / 3, "33.3%"),
+        (bench_goals.percent, 0.10, "10%"),
+        (bench_goals.fraction_words, 1 / 3, "a third"),
+        (bench_goals.fraction_words, 0.3, "30%"),
+        (bench_goals.milliseconds, 0.040, "40 ms"),
+        (bench_goals.times_words, 2, "2 times"),
+        (bench_goals.times_x, 2, "2 x"),
+        (bench_goals.changes_words, 0, "nothing"),
+        (bench_goals.tools_words, 0, "every tool"),
+    ],
+)
+def test_limits_are_worded_from_their_values(fmt, value, text):
+    assert fmt(value) == text
+
+
+def test_result_lines_quote_the_limits_of_the_table():
+    comp = bench_comparisons.conclude(_measured("launcher"))
+    assert "goal <= +40 ms, not met" in comp["result"]
+    assert "2.8% slower (goal <= 10%, met)" in comp["result"]
+    assert comp["met"] is False
+    fleet = bench_comparisons.conclude(_measured("fleet"))
+    assert "(goal <= 2 x, not met)" in fleet["result"]
+    assert "(goal <= 33.3% and 0 changes, not met)" in fleet["result"]
+
+
+def test_counts_are_those_of_every_comparison_in_report_order():
+    assert bench_comparisons.counts(quick=False) == {
+        "launcher_true": 20,
+        "launcher_gemini": 6,
+        "ready_devenv": 5,
+        "ready_before": 3,
+        "rebuild_bump": 2,
+        "rebuild_cold": 2,
+        "fleet": 1,
+        "fleet_second": 1,
+    }
+    assert list(bench_comparisons.counts(quick=True).values()) == [3, 2, 2, 1, 1, 1, 1, 1]
+
+
+def test_a_record_of_schema_1_keeps_its_analysis_inside_its_notes():
+    comp = {**_measured("rebuild"), "notes": ["**Why the goal is missed:** as recorded"]}
+    record = bench_comparisons.conclude_all({"schema": 1, "comparisons": [comp]})
+    assert "analysis" not in record["comparisons"][0]
+    comp = {**_measured("rebuild"), "notes": ["a setting"]}
+    record = bench_comparisons.conclude_all({"schema": 2, "comparisons": [comp]})
+    page = _section(record["comparisons"][0])
+    assert page.index("- a setting") < page.index("- **Why the goal is missed:**")
+
+
+def test_a_comparison_that_could_not_be_measured_is_not_judged():
+    comp = {**comparison("ready"), "result": "could not be measured: no engine"}
+    assert bench_comparisons.conclude(comp)["met"] is None
+
+
+def test_a_new_comparison_is_one_module_and_one_goal(monkeypatch):
+    goal = bench_goals.Goal(
+        "Proxy overhead",
+        "the proxy adds at most {added} to a request",
+        {"added": bench_goals.Limit(("added_s",), AT_MOST, 0.005, bench_goals.milliseconds)},
+    )
+    module = types.ModuleType("compare_proxy")
+    module.figures = lambda comp: {"added_s": comp["derived"]["added_s"]}
+    module.result = lambda figures, goal, verdicts: f"goal {goal.limits['added'].goal()}"
+    module.analysis = lambda figures, verdicts: []
+    monkeypatch.setitem(GOALS, "proxy", goal)
+    monkeypatch.setitem(sys.modules, "compare_proxy", module)
+    comp = {**comparison("proxy"), "derived": {"added_s": 0.004}}
+    page = bench_report.render(bench_comparisons.conclude_all({"comparisons": [comp]}))
+    assert f"## {len(GOALS)}. Proxy overhead" in page
+    assert "**Goal:** the proxy adds at most 5 ms to a request" in page
+    assert "**Verdict: met.** goal <= 5 ms" in page
+
+
+def test_the_committed_report_is_what_its_record_renders_to():
+    import run
+
+    record = json.loads((ROOT / "docs" / "benchmarks.json").read_text(encoding="utf-8"))
+    assert run.report(record) == (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")

@@ -31,7 +31,9 @@ import install_launcher  # noqa: E402
 from container_security import assert_runtime_properties  # noqa: E402
 
 IMAGE = "devenv-test/debian:13"
-LOGIN = "devenvlt"
+# One login per session: concurrent runs of the suite on one machine must not share
+# (and delete) each other's test user.
+LOGIN = f"devlt{os.getpid() % 100000}"
 SEED = "integration-seed"
 CANARY = "cnry" + hashlib.sha256(SEED.encode()).hexdigest()[:28]
 RUN_LABEL = "io.kuatecno.devenv.testrun"

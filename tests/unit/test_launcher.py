@@ -2,6 +2,7 @@
 the steps, engine checks against a fake socket, the docker child, the installed layout."""
 
 import ast
+import base64
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible_collections.kuatecno.devenv.plugins.module_utils import _infisical
+from ansible_collections.kuatecno.devenv.plugins.module_utils import _engineapi, _infisical
 from ansible_collections.kuatecno.devenv.plugins.module_utils import _launcher as la
 from ansible_collections.kuatecno.devenv.plugins.module_utils._launcher import (
     LaunchError,
@@ -267,7 +268,7 @@ def run_env(system_file, host, home, tmp_path, monkeypatch):
         calls.append(("engine", image))
 
     def fake_run(argv, env, spec, home=""):
-        calls.append(("docker", list(argv), dict(env)))
+        calls.append(("docker", list(argv), dict(env), spec))
         return 7
 
     monkeypatch.setattr(la, "check_engine", fake_check)
@@ -279,17 +280,20 @@ def canary():
     return "cnry" + hashlib.sha256(b"launcher-seed").hexdigest()[:28]
 
 
-def test_run_passes_secrets_only_through_the_environment(run_env):
+def test_run_passes_secrets_only_in_the_start_payload(run_env):
     calls, record = run_env
     assert la.main(["run", "--", "env"]) == 7
     assert [c[0] for c in calls] == ["engine", "docker"]
-    _, argv, env = calls[1]
-    assert not any(canary() in a for a in argv)
-    assert "DEVENV_CANARY" in argv and "DEVENV_PLAIN" in argv
-    assert env["DEVENV_CANARY"] == canary()
+    _, argv, env, spec = calls[1]
+    # Neither the docker CLI's command line nor its environment holds a secret.
+    assert not any(canary() in a for a in argv) and canary() not in json.dumps(env)
+    assert "DEVENV_CANARY" not in argv and "DEVENV_CANARY" not in env
     assert not any(k.startswith("INFISICAL_") for k in env)
+    # The container starts by waiting for its start payload, which holds them.
+    assert spec.uses_start and argv[-1] == "env" and "devenv-start" in argv
+    encoded = base64.b64encode(canary().encode()).decode()
+    assert f"E DEVENV_CANARY {encoded}" in spec.start_payload().decode()
     assert json.loads(record.read_text())["token_on_cmdline"] is False
-    assert argv[-2:] == ["devenv-test/debian:13", "env"]
 
 
 def test_engine_checked_before_secrets(run_env, monkeypatch, capsys):
@@ -326,7 +330,7 @@ def test_no_secrets_skips_the_fetch(run_env):
     calls, record = run_env
     assert la.main(["run", "--no-secrets", "true"]) == 7
     assert not record.exists()
-    assert "DEVENV_CANARY" not in calls[1][1]
+    assert not calls[1][3].uses_start  # nothing to hand over: the command starts at once
 
 
 def test_dry_run_prints_names_never_values(run_env, capsys):
@@ -335,11 +339,12 @@ def test_dry_run_prints_names_never_values(run_env, capsys):
     out = capsys.readouterr().out
     assert calls == []
     assert canary() not in out
-    first, second = out.splitlines()
-    assert first.startswith("docker run --pull never --rm --init ")
-    assert first.endswith("-- devenv-test/debian:13 sh -c 'echo hi'")
-    assert "--env DEVENV_CANARY" in first
-    assert second.endswith("DEVENV_CANARY DEVENV_PLAIN")
+    command, comment = out.rstrip("\n").rsplit("\n", 1)
+    assert command.startswith("docker run --pull never --rm --init ")
+    assert command.endswith(" devenv-start sh -c 'echo hi'")
+    assert "-- devenv-test/debian:13 /bin/sh -c " in command
+    assert "DEVENV_CANARY" not in command
+    assert comment.endswith("in the start payload: DEVENV_CANARY DEVENV_PLAIN (values not shown)")
 
 
 def test_ctrl_c_during_fetch_exits_130(run_env, monkeypatch, capsys):
@@ -382,7 +387,7 @@ def test_engine_socket(tmp_path, environ, config, expected):
     if config is not None:
         text = config if isinstance(config, str) else json.dumps(config)
         (tmp_path / ".docker" / "config.json").write_text(text)
-    assert la._engine_socket(environ, str(tmp_path)) == expected
+    assert _engineapi.engine_socket(environ, str(tmp_path)) == expected
 
 
 class FakeEngine:
@@ -630,7 +635,7 @@ def test_role_check_code_runs_against_the_installed_library(tmp_path):
     assert bad.returncode == 2 and "memory" in bad.stderr
 
 
-@pytest.mark.parametrize("name", ["_settings.py", "_runspec.py", "_infisical.py", "_launcher.py"])
+@pytest.mark.parametrize("name", la.LAUNCHER_FILES)
 def test_python39_syntax_and_stdlib_only(name):
     source = (MODULE_UTILS / name).read_text(encoding="utf-8")
     tree = ast.parse(source, feature_version=(3, 9))

@@ -1,7 +1,12 @@
 """The run specification: every validation rule, and both adapter mappings (no engine)."""
 
+import base64
+import json
 import os
 import socket
+import stat
+import subprocess
+import time
 
 import pytest
 from ansible_collections.kuatecno.devenv.plugins.module_utils import _runspec as rs
@@ -139,10 +144,13 @@ def test_engine_create_body(host, home):
     body = spec.engine_create_body()
     hc = body["HostConfig"]
     assert body["Image"] == "devenv:latest"
-    assert body["Cmd"] == ["bash"]
+    # With a secret, the command first waits for its start payload (START_SCRIPT).
+    assert body["Cmd"] == ["/bin/sh", "-c", rs.START_SCRIPT, "devenv-start", "bash"]
     assert body["User"] == "1000:1000"
     assert body["WorkingDir"] == "/app"
-    assert body["Env"] == ["HOME=/home/dev", f"API_KEY={CANARY}"]
+    assert body["Env"] == ["HOME=/home/dev"]
+    assert CANARY not in str(body)
+    assert spec_of(host, ssh="none").engine_create_body()["Cmd"] == ["bash"]
     assert body["Labels"] == {"io.kuatecno.devenv.managed": "true", "io.kuatecno.devenv.test": "1"}
     assert body["Tty"] is False and body["OpenStdin"] is False
     assert hc["AutoRemove"] is True and hc["Init"] is True
@@ -158,6 +166,7 @@ def test_engine_create_body(host, home):
     assert hc["RestartPolicy"] == {"Name": "no"}
     assert hc["NetworkMode"] == "default"
     assert hc["Tmpfs"]["/tmp"] == "rw,nosuid,nodev,exec,size=1073741824"
+    assert hc["Tmpfs"]["/run/devenv"].endswith(",uid=1000,gid=1000,mode=0700")
     assert hc["Tmpfs"]["/home/dev"].endswith(",uid=1000,gid=1000,mode=0700")
     app = next(m for m in hc["Mounts"] if m["Target"] == "/app")
     assert app == {
@@ -180,17 +189,88 @@ def test_engine_body_interactive(host):
 # ---------------------------------------------------------------- secrets stay out of argv
 
 
-def test_secrets_only_by_name_on_the_command_line(host):
+def test_secrets_only_in_the_start_payload(host):
     spec = spec_of(host, ssh="none", secrets={"API_KEY": CANARY}, env={"MODE": "fast"})
     argv = spec.docker_argv(tty=True, interactive=True)
     assert not any(CANARY in a for a in argv)
     assert not any("fast" in a for a in argv)
-    assert "API_KEY" in flag_values(argv, "--env")
-    assert "MODE" in flag_values(argv, "--env")
-    assert spec.secret_env() == {"MODE": "fast", "API_KEY": CANARY}
+    assert flag_values(argv, "--env") == ["HOME=/home/dev", "MODE"]
+    assert spec.secret_env() == {"MODE": "fast"}
     assert spec.secret_names == ("MODE", "API_KEY")
     assert CANARY not in repr(spec)
     assert CANARY not in str(spec.describe())
+    payload = spec.start_payload().decode()
+    assert payload.splitlines() == [
+        "devenv-start 1",
+        "E API_KEY " + base64.b64encode(CANARY.encode()).decode(),
+        "END",
+    ]
+
+
+def _start(spec, payload, tmp_path):
+    """Run the start step of `spec` in a local sh, fed `payload`, with /run/devenv in
+    tmp_path; returns (exit status, stdout, stderr)."""
+    script = rs.START_SCRIPT.replace("/run/devenv", str(tmp_path))
+    command = ["sh", "-c", script, "devenv-start", *spec.command]
+    proc = subprocess.Popen(
+        command,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    fifo = tmp_path / "start"
+    for _ in range(200):
+        if fifo.exists():
+            break
+        time.sleep(0.01)
+    if payload is not None:
+        with open(fifo, "wb") as handle:
+            handle.write(payload)
+    out, err = proc.communicate(timeout=30)
+    return proc.returncode, out.decode(), err.decode()
+
+
+VALUES = {
+    "PEM": "-----BEGIN KEY-----\nabc\n-----END KEY-----\n\n",
+    "QUOTES": "a 'b' \"c\" $HOME `x` ; rm -rf /",
+    "EMPTY": "",
+    "UNICODE": "é€",
+}
+
+
+def test_the_start_step_exports_every_value_exactly_and_runs_the_command(host, tmp_path):
+    spec = spec_of(
+        host,
+        ssh="none",
+        command=["python3", "-c", "import json,os; print(json.dumps(dict(os.environ)))"],
+    ).replace(secrets=dict(VALUES), seed_files=((".c/creds.json", 0o600, b"{}\n"),))
+    code, out, err = _start(spec, spec.start_payload(), tmp_path)
+    assert code == 0, err
+    env = json.loads(out)
+    for name, value in VALUES.items():
+        assert env[name] == value, name
+    for name in ("payload", "line", "data", "value", "ok"):
+        assert name not in env
+    seeded = tmp_path / ".c" / "creds.json"
+    assert seeded.read_bytes() == b"{}\n" and stat.S_IMODE(seeded.stat().st_mode) == 0o600
+    assert not (tmp_path / "start").exists()  # the FIFO is gone: nothing is kept
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"devenv-start 1\nE A YQ==\n",  # cut short: no END
+        b"devenv-start 1\nE BAD-NAME YQ==\nEND\n",
+        b"devenv-start 1\nF 0600 ../escape YQ==\nEND\n",
+        b"devenv-start 1\nX what\nEND\n",
+    ],
+)
+def test_a_bad_or_short_start_runs_nothing(host, tmp_path, payload):
+    spec = spec_of(host, ssh="none", command=["sh", "-c", "echo RAN"]).replace(gated=True)
+    code, out, err = _start(spec, payload, tmp_path)
+    assert code == 125 and "RAN" not in out
+    assert "the command was not run" in err
 
 
 def test_secret_conflicting_with_env_is_refused(host):

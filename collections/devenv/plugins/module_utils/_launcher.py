@@ -19,7 +19,8 @@ import json
 import os
 import sys
 
-from ._runspec import Host, RunSpec, check_config, expand_home, resolve
+from ._engineapi import engine_socket, request
+from ._runspec import START_WAIT, Host, RunSpec, check_config, expand_home, resolve
 from ._settings import FLAG, SETTINGS, SYSTEM, USER, RunSpecError, Settings, flag_names, parse
 
 TYPE_CHECKING = False
@@ -30,11 +31,20 @@ if TYPE_CHECKING:  # annotations only; typing costs start-up time
 # The files of the installed launcher library, in <prefix>/lib/devenv/devenv_lib/. The one
 # list: tests/support/install_launcher.py reads it, and the devenv_launcher role's
 # `_devenv_launcher_lib_files` is kept equal to it by tests/unit/test_launcher.py.
-LAUNCHER_FILES = ("__init__.py", "_settings.py", "_runspec.py", "_infisical.py", "_launcher.py")
+LAUNCHER_FILES = (
+    "__init__.py",
+    "_settings.py",
+    "_runspec.py",
+    "_engineapi.py",
+    "_infisical.py",
+    "_launcher.py",
+)
 
 SYSTEM_CONFIG = "/etc/devenv/config.json"
 IMAGE_HINT = "ansible-playbook playbooks/site.yml --tags image"
 ENGINE_TIMEOUT = 5.0
+# Seconds the launcher waits for its container to run before it hands over the start.
+START_DEADLINE = START_WAIT / 2
 
 EXIT_USAGE = 2  # bad command line or configuration: nothing was fetched or started
 EXIT_LAUNCH = 125  # engine, image, secrets or docker CLI problem before the container ran
@@ -197,62 +207,6 @@ def default_workdir(settings: Settings, host: Host) -> Settings:
 # ---------------------------------------------------------------- the engine
 
 
-def _read_json(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
-def _engine_socket(environ: Mapping[str, str], home: str) -> Optional[str]:
-    """The engine's unix socket when it can be talked to directly (the docker CLI's own
-    order: DOCKER_HOST, DOCKER_CONTEXT, the config's current context), else None: then
-    the docker CLI itself is asked (TCP, SSH, unreadable contexts)."""
-    docker_host = environ.get("DOCKER_HOST")
-    if docker_host:
-        return docker_host[len("unix://") :] if docker_host.startswith("unix://") else None
-    config_dir = environ.get("DOCKER_CONFIG") or os.path.join(home, ".docker")
-    context = environ.get("DOCKER_CONTEXT")
-    if not context:
-        config = _read_json(os.path.join(config_dir, "config.json"))
-        context = config.get("currentContext") if isinstance(config, dict) else None
-    if not context or context == "default":
-        return "/var/run/docker.sock"
-    import hashlib  # noqa: PLC0415 - only with a docker context (Docker Desktop)
-
-    digest = hashlib.sha256(context.encode("utf-8")).hexdigest()
-    meta = _read_json(os.path.join(config_dir, "contexts", "meta", digest, "meta.json"))
-    try:
-        host = meta["Endpoints"]["docker"]["Host"]
-    except (TypeError, KeyError):
-        return None
-    if isinstance(host, str) and host.startswith("unix://"):
-        return host[len("unix://") :]
-    return None
-
-
-def _api_get(sock_path: str, path: str) -> tuple[int, bytes]:
-    import socket  # noqa: PLC0415 - lean start-up: only when the engine is checked
-
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(ENGINE_TIMEOUT)
-        conn.connect(sock_path)
-        conn.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode("ascii"))
-        chunks = []
-        while True:
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    head, _sep, body = b"".join(chunks).partition(b"\r\n\r\n")
-    try:
-        status = int(head.split(b" ", 2)[1])
-    except (IndexError, ValueError):
-        status = 0
-    return status, body
-
-
 def _cli(argv: list[str], environ: Mapping[str, str]) -> tuple[int, str]:
     import subprocess  # noqa: PLC0415 - lean start-up: only for non-socket engines
 
@@ -280,7 +234,7 @@ def check_engine(image: str, environ: Mapping[str, str], home: str) -> None:
         f"Build it with `{IMAGE_HINT}` (or `docker pull {image}` / `docker load` it "
         "yourself)"
     )
-    sock = _engine_socket(environ, home)
+    sock = engine_socket(environ, home)
     if sock is None:
         code, text = _cli(["docker", "image", "inspect", "--format", "{{.Id}}", image], environ)
         if code == 0:
@@ -294,7 +248,7 @@ def check_engine(image: str, environ: Mapping[str, str], home: str) -> None:
     where = f"unix://{sock}"
     try:
         # The reference was validated by the run spec: only [A-Za-z0-9._:/@-], URL-safe.
-        status, _body = _api_get(sock, f"/images/{image}/json")
+        status, _body = request(sock, "GET", f"/images/{image}/json")
     except PermissionError:
         raise LaunchError(
             f"permission denied on the Docker engine socket {where}: add your user to the "
@@ -352,14 +306,14 @@ def _oom_killed(name: str, since: float, environ: Mapping[str, str], home: str) 
     import time  # noqa: PLC0415 - only after a failed run
 
     until = f"{time.time():.3f}"  # not in the future: the engine would wait for it
-    sock = _engine_socket(environ, home)
+    sock = engine_socket(environ, home)
     if sock is not None:
         from urllib.parse import quote  # noqa: PLC0415 - only after a failed run
 
         filters = json.dumps({"container": [name], "type": ["container"], "event": ["oom"]})
         query = f"since={since:.3f}&until={until}&filters={quote(filters)}"
         try:
-            status, body = _api_get(sock, f"/events?{query}")
+            status, body = request(sock, "GET", f"/events?{query}")
         except OSError:
             return False
         return status == 200 and b'"oom"' in body
@@ -403,7 +357,17 @@ def run_docker(argv: list[str], env: dict[str, str], spec: RunSpec, home: str = 
         raise LaunchError("the docker CLI is not installed or not on PATH") from None
     env.clear()
     _forward_signals(pid)
+    failure = None
+    if spec.uses_start:
+        try:
+            deliver_start(spec, pid, os.environ, home)
+        except LaunchError as exc:
+            failure = exc
+            _kill_container(spec.name, os.environ, home)
     _pid, status = os.waitpid(pid, 0)
+    if failure is not None:
+        _err(str(failure))
+        return failure.code
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
         signal.signal(-code, signal.SIG_DFL)
@@ -427,6 +391,88 @@ def run_docker(argv: list[str], env: dict[str, str], spec: RunSpec, home: str = 
             f"out-of-memory kill. {advice}"
         )
     return code
+
+
+def _child_ended(pid: int) -> bool:
+    """Has the docker child ended? Asked without reaping it (run_docker waits for it)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def deliver_start(spec: RunSpec, child: int, environ: Mapping[str, str], home: str) -> None:
+    """Hand the start payload (secrets, seed files) to the container once it runs,
+    through the standard input of an exec. Raises LaunchError; the payload never goes
+    to a file, a command line or the container's configuration."""
+    import time  # noqa: PLC0415 - lean start-up
+
+    from ._runspec import DELIVER_COMMAND  # noqa: PLC0415 - only for runs with a start
+
+    deadline = time.monotonic() + START_DEADLINE
+    sock = engine_socket(environ, home)
+    while True:
+        if _child_ended(child):
+            raise LaunchError("docker ended before the container started; nothing was run")
+        if time.monotonic() > deadline:
+            raise LaunchError(
+                f"the container did not start within {START_DEADLINE:g} s; nothing was run"
+            )
+        if sock is None:
+            code, text = _cli(
+                ["docker", "inspect", "--format", "{{.State.Running}}", spec.name], environ
+            )
+            running = code == 0 and text == "true"
+        else:
+            try:
+                from ._engineapi import container_state  # noqa: PLC0415 - lean start-up
+
+                state = container_state(sock, spec.name)
+            except OSError as exc:
+                raise LaunchError(f"lost the Docker engine while starting ({exc})") from None
+            running = bool(state and state.get("Running"))
+            if state and state.get("Status") in ("exited", "dead"):
+                raise LaunchError("the container ended before it got its start; nothing was run")
+        if running:
+            break
+        time.sleep(0.01)
+    payload = spec.start_payload()
+    if sock is None:
+        code = _cli_input(
+            ["docker", "exec", "-i", "--user", spec.user, spec.name, *DELIVER_COMMAND],
+            environ,
+            payload,
+        )
+    else:
+        from ._engineapi import exec_with_input  # noqa: PLC0415 - lean start-up
+
+        try:
+            code = exec_with_input(sock, spec.name, list(DELIVER_COMMAND), spec.user, payload)
+        except OSError as exc:
+            raise LaunchError(f"could not hand the start to the container ({exc})") from None
+    if code != 0:
+        raise LaunchError(f"could not hand the start to the container (exit {code})")
+
+
+def _cli_input(argv: list[str], environ: Mapping[str, str], data: bytes) -> int:
+    import subprocess  # noqa: PLC0415 - only for engines behind the docker CLI
+
+    done = subprocess.run(
+        argv, env=dict(environ), input=data, capture_output=True, timeout=60, check=False
+    )
+    return done.returncode
+
+
+def _kill_container(name: str, environ: Mapping[str, str], home: str) -> None:
+    """Stop a container that could not be given its start (it would wait, then end)."""
+    sock = engine_socket(environ, home)
+    try:
+        if sock is None:
+            _cli(["docker", "kill", name], environ)
+        else:
+            request(sock, "POST", f"/containers/{name}/kill")
+    except (OSError, LaunchError):
+        pass
 
 
 def _size(number: int) -> str:
@@ -479,11 +525,16 @@ def cmd_run(args: list[str]) -> int:
         import shlex  # noqa: PLC0415 - dry runs only
 
         sys.stdout.write(shlex.join(argv) + "\n")
-        names = " ".join(spec.secret_names) or "(none)"
-        sys.stdout.write(f"# passed by name from the environment, values not shown: {names}\n")
+        env_names = " ".join(spec.env) or "(none)"
+        secret_names = " ".join(spec.secrets) or "(none)"
+        sys.stdout.write(
+            f"# from the environment by name: {env_names}; "
+            f"in the start payload: {secret_names} (values not shown)\n"
+        )
         return 0
     # The docker CLI gets the caller's environment without Infisical credentials, plus
-    # the secrets' values (read by `--env NAME`); nothing else ever holds them.
+    # the configured variables' values (read by `--env NAME`). Secrets never reach it:
+    # they go to the container in the start payload (deliver_start()).
     env = {k: v for k, v in environ.items() if not k.upper().startswith("INFISICAL_")}
     env.update(spec.secret_env())
     return run_docker(argv, env, spec, host.home)

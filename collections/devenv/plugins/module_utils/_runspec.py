@@ -99,6 +99,58 @@ ENGINE_SOCKET_NAMES = ("docker.sock", "containerd.sock", "podman.sock")
 # The uid a configuration check resolves for when no login is named.
 NOBODY = 65534
 
+# ---- the start channel
+# Secrets never become part of the container's configuration (the engine keeps that on
+# disk while the container runs, and containerd's metadata keeps it afterwards). A run
+# that has secrets (or a gate, or files to seed) starts with START_SCRIPT as its first
+# step: it makes a FIFO in a private tmpfs and waits for the start payload, which the
+# launcher or the module writes through the standard input of an exec (DELIVER_COMMAND),
+# a stream the engine never stores; it then exports the variables, writes the seed files
+# into HOME and execs the command. Nothing lands in a file: the FIFO only passes data.
+START_DIR = "/run/devenv"
+START_FIFO = START_DIR + "/start"
+START_WAIT = 60  # seconds the container waits for its start; then it ends, having run nothing
+START_FORMAT = "devenv-start 1"
+START_EXIT = 125  # the start step failed: the command never ran
+DELIVER_COMMAND = ("/bin/sh", "-c", "exec cat >" + START_FIFO)
+# POSIX sh (dash, busybox ash) with coreutils' mkfifo, timeout, base64: every Debian or
+# Ubuntu image has them. Values are base64 (no quoting problem, newlines kept); names
+# and paths were vetted by the run specification and are checked again here.
+START_SCRIPT = r"""set -u
+fail() { echo "devenv: $*; the command was not run" >&2; exit 125; }
+fifo=/run/devenv/start
+umask 077
+mkfifo "$fifo" || fail "cannot prepare the start channel in /run/devenv"
+payload=$(timeout 60 cat "$fifo") || fail "no start from the launcher within 60 s"
+rm -f "$fifo"
+ok=
+IFS='
+'
+set -f
+for line in $payload; do
+  case "$line" in
+    "devenv-start 1") ;;
+    END) ok=1 ;;
+    "E "*)
+      rest=${line#E }; name=${rest%% *}; data=${rest#* }
+      case "$name" in ''|[!A-Za-z_]*|*[!A-Za-z0-9_]*) fail "a bad variable name" ;; esac
+      value=$(printf '%s' "$data" | base64 -d && printf x) || fail "a bad value for $name"
+      export "$name=${value%x}" ;;
+    "F "*)
+      rest=${line#F }; mode=${rest%% *}; rest=${rest#* }; path=${rest%% *}; data=${rest#* }
+      case "$path" in ''|/*|..|../*|*/..|*/../*) fail "a bad file path" ;; esac
+      case "$path" in */*) mkdir -p "$HOME/${path%/*}" || fail "cannot seed $path" ;; esac
+      { printf '%s' "$data" | base64 -d >"$HOME/$path" && chmod "$mode" "$HOME/$path"; } ||
+        fail "cannot seed $path" ;;
+    *) fail "a start payload it cannot read" ;;
+  esac
+done
+[ -n "$ok" ] || fail "a start payload that was cut short"
+unset payload line rest name data value mode path ok IFS
+set +f
+exec "$@"
+"""
+
 
 class _Record:
     """A small immutable record (dataclasses cost the launcher start-up time).
@@ -235,6 +287,7 @@ class RunSpec(_Record):
     __slots__ = (
         "command",
         "env",
+        "gated",
         "gid",
         "home",
         "image",
@@ -250,6 +303,7 @@ class RunSpec(_Record):
         "plain_env",
         "read_only_rootfs",
         "secrets",
+        "seed_files",
         "ssh",
         "tmpfs",
         "uid",
@@ -278,6 +332,10 @@ class RunSpec(_Record):
         "network",
         "warnings",
         "notices",
+        # The command waits for the launcher's go before it runs (see START_SCRIPT).
+        "gated",
+        # Files written into HOME at start: (path relative to HOME, mode, bytes).
+        "seed_files",
         "env",
         "secrets",
     )
@@ -285,10 +343,12 @@ class RunSpec(_Record):
         "network": "default",
         "warnings": (),
         "notices": (),
+        "gated": False,
+        "seed_files": (),
         "env": {},
         "secrets": {},
     }
-    _hidden = ("env", "secrets")
+    _hidden = ("env", "secrets", "seed_files")
 
     @property
     def user(self) -> str:
@@ -303,9 +363,34 @@ class RunSpec(_Record):
         return self.nano_cpus / 1e9
 
     def secret_env(self) -> dict:
-        """Name -> value of the variables passed by name (configured env and secrets),
-        to merge into the docker CLI's environment."""
-        return dict(self.env, **self.secrets)
+        """Name -> value of the configured variables, passed by name on the docker CLI's
+        command line, to merge into its environment. Secrets are not among them: they
+        travel in the start payload."""
+        return dict(self.env)
+
+    @property
+    def uses_start(self) -> bool:
+        """Whether the command waits for a start payload (see START_SCRIPT)."""
+        return bool(self.secrets or self.seed_files or self.gated)
+
+    def container_command(self) -> tuple:
+        if not self.uses_start:
+            return self.command
+        return ("/bin/sh", "-c", START_SCRIPT, "devenv-start", *self.command)
+
+    def start_payload(self) -> bytes:
+        """What the start step reads: the secrets and the seed files, base64-encoded.
+        Secret: never log, store or put it on a command line."""
+        import base64  # noqa: PLC0415 - only for runs with a start payload
+
+        lines = [START_FORMAT]
+        for name, value in self.secrets.items():
+            encoded = base64.b64encode(value.encode("utf-8", "surrogateescape")).decode()
+            lines.append(f"E {name} {encoded}")
+        for path, mode, data in self.seed_files:
+            lines.append(f"F {mode:04o} {path} {base64.b64encode(data).decode()}")
+        lines.append("END")
+        return ("\n".join(lines) + "\n").encode("ascii")
 
     def with_secrets(self, secrets: Any) -> RunSpec:
         """The same run with `secrets` (a mapping or (name, value) pairs) attached, each
@@ -325,9 +410,17 @@ class RunSpec(_Record):
         no API field: it is the create call's query parameter."""
         host = "HostConfig"
         env_api = [n + "=" + v for n, v in self.plain_env]
-        env_api += [n + "=" + v for n, v in self.secret_env().items()]
-        env_cli = [n + "=" + v for n, v in self.plain_env] + list(self.secret_names)
+        env_api += [n + "=" + v for n, v in self.env.items()]
+        env_cli = [n + "=" + v for n, v in self.plain_env] + list(self.env)
         stdin = (("OpenStdin",), ("StdinOnce",), ("AttachStdin",))
+        tmpfs = list(self.tmpfs)
+        if self.uses_start:
+            tmpfs.append(
+                (
+                    START_DIR,
+                    f"rw,nosuid,nodev,noexec,size=64k,uid={self.uid},gid={self.gid},mode=0700",
+                )
+            )
         return (
             ("--rm", None, ((host, "AutoRemove"),), True),
             ("--init", None, ((host, "Init"),), True),
@@ -354,7 +447,7 @@ class RunSpec(_Record):
                 self.network,
             ),
             ("--read-only", None, ((host, "ReadonlyRootfs"),), self.read_only_rootfs),
-            ("--tmpfs", [t + ":" + o for t, o in self.tmpfs], ((host, "Tmpfs"),), dict(self.tmpfs)),
+            ("--tmpfs", [t + ":" + o for t, o in tmpfs], ((host, "Tmpfs"),), dict(tmpfs)),
             (
                 "--mount",
                 [m.cli() for m in self.mounts],
@@ -369,8 +462,9 @@ class RunSpec(_Record):
         )
 
     def docker_argv(self, *, tty: bool, interactive: bool, docker: str = "docker") -> list:
-        """The `docker run` argv. Secret values never appear: only `--env NAME`, whose
-        value the docker CLI reads from its own environment (see secret_env())."""
+        """The `docker run` argv. No value of a variable appears: configured ones are
+        `--env NAME`, read by the docker CLI from its own environment (secret_env());
+        secrets are not in it at all (start_payload())."""
         # `--pull never` has no API field: the API's create never pulls, the CLI would.
         argv = [docker, "run", "--pull", "never"]
         for flag, values, _fields, value in self.properties(tty=tty, interactive=interactive):
@@ -380,13 +474,13 @@ class RunSpec(_Record):
             else:
                 for item in values:
                     argv += [flag, item]
-        return [*argv, "--", self.image, *self.command]
+        return [*argv, "--", self.image, *self.container_command()]
 
     def engine_create_body(self, *, tty: bool = False, interactive: bool = False) -> dict:
         """The Engine API `ContainerCreate` body. The name is a query parameter of that
-        call: use `self.name`. Secret values are in `Env`: the caller must treat the body
-        as secret (no_log) and never log it."""
-        body: dict = {"Image": self.image, "Cmd": list(self.command)}
+        call: use `self.name`. It holds no secret (they travel in start_payload()); the
+        values of configured `env` are in `Env`."""
+        body: dict = {"Image": self.image, "Cmd": list(self.container_command())}
         body.update((k, _fresh(v)) for k, v in _ENGINE_DEFAULTS.items())
         body["HostConfig"] = {k: _fresh(v) for k, v in _HOST_DEFAULTS.items()}
         for _flag, _values, fields, value in self.properties(tty=tty, interactive=interactive):

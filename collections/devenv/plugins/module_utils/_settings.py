@@ -802,7 +802,8 @@ SETTINGS = (
         _env,
         {},
         _ALL,
-        "Further environment variables, passed by name like secrets.",
+        "Further environment variables (not secret: they are part of the container's "
+        "configuration).",
         module={"type": "dict", "default": {}, "no_log": True},
     ),
     Setting(

@@ -527,7 +527,13 @@ def test_run_as_root_keeps_every_other_restriction(tmp_path, run_id, code_dir):
     )
     args = base_args(run_id, code_dir, command=["python3", "-c", probe], run_as_root=True)
     del args["user"]
-    result = run_module(tmp_path, args)
+    # This engine does not remap users: root is refused before anything starts...
+    refused = run_module(tmp_path, args)
+    assert refused["failed"] is True and refused["ran"] is False
+    assert "does not remap users" in refused["msg"] and "root_without_userns" in refused["msg"]
+    assert not containers(run_id)
+    # ...unless the administrator accepts the risk explicitly.
+    result = run_module(tmp_path, dict(args, root_without_userns=True))
     assert result["rc"] == 0, result
     assert result["stdout"].split() == ["0", "0000000000000000", "1"]
     # ansible-core 2.19 returns warnings as structured summaries.

@@ -308,6 +308,21 @@ def test_secret_conflicting_with_env_is_refused(host):
         "HTTPS_PROXY",
         "https_proxy",
         "GODEBUG",
+        # names that change how programs start, or whom they trust
+        "BASH_ENV",
+        "ENV",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "NODE_EXTRA_CA_CERTS",
+        "GIT_SSH_COMMAND",
+        "GIT_CONFIG_COUNT",
+        "GIT_CONFIG_KEY_0",
+        "GIT_CONFIG_GLOBAL",
+        "PROMPT_COMMAND",
+        "BASH_FUNC_ls",
+        "LESSOPEN",
+        "REQUESTS_CA_BUNDLE",
+        "CLAUDE_CONFIG_DIR",
     ],
 )
 def test_bad_or_reserved_env_names(name):
@@ -391,7 +406,12 @@ def test_memory_units(text, expected):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "g", "4x", "4gb", "4 gigs", "-1g", "0", "0m", "5m", "1k", "4t", True, None, 1.5]
+    "text",
+    [
+        *("", "g", "4x", "4gb", "4 gigs", "-1g", "0", "0m", "5m", "1k", "4t", True, None, 1.5),
+        # ASCII digits only (Python's int() and float() would take these)
+        *("1_000m", "\u0664g", "\uff14g", "4\u00a0g"),
+    ],
 )
 def test_memory_rejected(text):
     with pytest.raises(RunSpecError, match="memory"):
@@ -410,7 +430,10 @@ def test_cpus_accepted(host, cpus, nano):
     assert spec.nano_cpus == (nano or int(float(cpus) * 1e9))
 
 
-@pytest.mark.parametrize("cpus", [0, -1, 0.001, 3, "3", 2.01, "abc", "nan", "inf", True, [1]])
+@pytest.mark.parametrize(
+    "cpus",
+    [0, -1, 0.001, 3, "3", 2.01, "abc", "nan", "inf", True, [1], "1_0", "\u0661", "1e0", " 0x1"],
+)
 def test_cpus_rejected_with_range(host, cpus):
     assert "allowed: 0.01 to 2" in error_of(host, ssh="none", cpus=cpus)
 
@@ -422,7 +445,9 @@ def test_default_cpus_fit_a_small_host(home):
         build_spec({"ssh": "none", "cpus": 2}, host=small)
 
 
-@pytest.mark.parametrize("pids", [0, -5, "0", "ten", 1.5, True, None, 4194305])
+@pytest.mark.parametrize(
+    "pids", [0, -5, "0", "ten", 1.5, True, None, 4194305, "1_00", "\u0661\u0660", "\uff11"]
+)
 def test_pids_rejected(host, pids):
     settings = {"ssh": "none", "pids_limit": pids}
     if pids is None:
@@ -460,6 +485,43 @@ def test_limits_max_is_a_ceiling(host, settings, fragment):
     limits = {"memory": "8g", "cpus": 1, "pids_limit": 200}
     message = error_of(host, ssh="none", limits_max=limits, **settings)
     assert fragment in message
+
+
+@pytest.mark.parametrize("name", ["memory", "memory_swap", "home_size", "tmp_size"])
+def test_sizes_never_above_the_host_s_memory(home, name):
+    small = Host(1000, 1000, "alice", str(home), 2, {}, 2 * 1024**3)
+    settings = {"ssh": "none", "memory": "1g", name: "3g"}
+    with pytest.raises(RunSpecError, match=f"{name}: 3g is more than this host's memory"):
+        build_spec(settings, host=small)
+    build_spec(dict(settings, **{name: "2g"}), host=small)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "image", "ok"),
+    [
+        (["devenv:*"], "devenv:1.2.3", True),
+        (["devenv:*", "team/devenv-*:v1.*"], "team/devenv-go:v1.4.0", True),
+        (["devenv:latest"], "devenv:1.2.3", False),
+        (["devenv:*"], "evil/devenv:1", False),
+    ],
+)
+def test_images_only_from_the_administrator_s_list(host, allowed, image, ok):
+    settings = {"ssh": "none", "images_allowed": allowed, "image": image}
+    if ok:
+        assert build_spec(settings, host=host).image == image
+    else:
+        assert "not among the images the administrator allows" in error_of(host, **settings)
+
+
+def test_root_needs_an_engine_that_remaps_users_or_an_accepted_risk(host):
+    root = spec_of(host, ssh="none", run_as_root=True)
+    assert root.needs_userns
+    rs.check_engine_info(root, {"SecurityOptions": ["name=seccomp", "name=userns"]})
+    with pytest.raises(RunSpecError, match="does not remap users"):
+        rs.check_engine_info(root, {"SecurityOptions": ["name=seccomp,profile=default"]})
+    accepted = spec_of(host, ssh="none", run_as_root=True, root_without_userns=True)
+    rs.check_engine_info(accepted, {"SecurityOptions": []})
+    rs.check_engine_info(spec_of(host, ssh="none"), {})
 
 
 def test_limits_max_may_exceed_the_host_but_runs_may_not(host):

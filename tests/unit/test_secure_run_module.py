@@ -574,3 +574,19 @@ def test_ansible_doc_renders_the_module():
     for text in ("expected_rc", "infisical", "RETURN VALUES", "memory limit reached"):
         assert text in proc.stdout
     assert "ERROR" not in proc.stderr and "WARNING" not in proc.stderr
+
+
+@pytest.mark.parametrize("option", ["memory", "memory_swap"])
+def test_the_module_refuses_a_limit_above_the_host_s_memory(tmp_path, capsys, monkeypatch, option):
+    monkeypatch.setattr(_engine.Engine, "connect", lambda *a: pytest.fail("engine used"))
+    args = {
+        "image": "devenv-test/debian:13",
+        "command": ["true"],
+        "code_dir": str(tmp_path),
+        "user": "1000:1000",
+        "memory": "1g",
+    }
+    args[option] = "4096g"
+    result = _run_module(args, capsys)
+    assert result["failed"] is True and result["ran"] is False
+    assert f"{option}: 4096g is more than this host's memory" in result["msg"]

@@ -20,7 +20,15 @@ import os
 import sys
 
 from ._engineapi import engine_socket, request
-from ._runspec import START_WAIT, Host, RunSpec, check_config, expand_home, resolve
+from ._runspec import (
+    START_WAIT,
+    Host,
+    RunSpec,
+    check_config,
+    check_engine_info,
+    expand_home,
+    resolve,
+)
 from ._settings import FLAG, SETTINGS, SYSTEM, USER, RunSpecError, Settings, flag_names, parse
 
 TYPE_CHECKING = False
@@ -226,9 +234,10 @@ def _cli(argv: list[str], environ: Mapping[str, str]) -> tuple[int, str]:
     return done.returncode, (done.stderr or done.stdout).decode("utf-8", "replace").strip()
 
 
-def check_engine(image: str, environ: Mapping[str, str], home: str) -> None:
+def check_engine(spec: RunSpec, environ: Mapping[str, str], home: str) -> None:
     """Image present locally, in one round trip that also proves the engine answers; one
-    clear message otherwise."""
+    clear message otherwise. A run as root also asks whether the engine remaps users."""
+    image = spec.image
     missing = (
         f"the image {image} is not on this host, and devenv never pulls at run time. "
         f"Build it with `{IMAGE_HINT}` (or `docker pull {image}` / `docker load` it "
@@ -238,6 +247,9 @@ def check_engine(image: str, environ: Mapping[str, str], home: str) -> None:
     if sock is None:
         code, text = _cli(["docker", "image", "inspect", "--format", "{{.Id}}", image], environ)
         if code == 0:
+            if spec.needs_userns:
+                code, text = _cli(["docker", "info", "--format", "{{json .}}"], environ)
+                check_engine_info(spec, json.loads(text) if code == 0 else {})
             return
         if "no such image" in text.lower():
             raise LaunchError(missing)
@@ -267,6 +279,10 @@ def check_engine(image: str, environ: Mapping[str, str], home: str) -> None:
         raise LaunchError(
             f"the Docker engine at {where} is not ready (HTTP {status} looking up {image})"
         )
+    if spec.needs_userns:
+        from ._engineapi import request_json  # noqa: PLC0415 - only for runs as root
+
+        check_engine_info(spec, request_json(sock, "GET", "/info")[1])
 
 
 # ---------------------------------------------------------------- running docker
@@ -506,7 +522,7 @@ def cmd_run(args: list[str]) -> int:
     _report(spec)
     # 2. Engine and image, before any secret is fetched.
     if not options["dry_run"]:
-        check_engine(spec.image, environ, host.home)
+        check_engine(spec, environ, host.home)
     # 3. Secrets, attached to the same spec.
     if settings["secrets"] and not options["no_secrets"]:
         from . import _infisical  # noqa: PLC0415 - lean start-up: only runs with secrets

@@ -204,11 +204,21 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-class Host(_Record):
-    """Facts about the invoking side: uid, gid, login, home, cpu_count, environ."""
+def _physical_memory() -> int:
+    """The machine's memory in bytes (0 where it cannot be told)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return 0
 
-    __slots__ = ("cpu_count", "environ", "gid", "home", "login", "uid")
-    _fields = ("uid", "gid", "login", "home", "cpu_count", "environ")
+
+class Host(_Record):
+    """Facts about the invoking side: uid, gid, login, home, cpu_count, environ, and
+    memory (bytes; 0: unknown, no ceiling)."""
+
+    __slots__ = ("cpu_count", "environ", "gid", "home", "login", "memory", "uid")
+    _fields = ("uid", "gid", "login", "home", "cpu_count", "environ", "memory")
+    _defaults: ClassVar[dict] = {"memory": 0}
 
     @classmethod
     def current(cls) -> Host:
@@ -220,21 +230,25 @@ class Host(_Record):
             login, home = entry.pw_name, entry.pw_dir
         except KeyError:
             login, home = str(uid), os.environ.get("HOME", "/")
-        return cls(uid, os.getgid(), login, home, _usable_cpus(), dict(os.environ))
+        return cls(
+            uid, os.getgid(), login, home, _usable_cpus(), dict(os.environ), _physical_memory()
+        )
 
     @classmethod
     def for_login(cls, login: Optional[str]) -> Host:
         """The host as `login` would see it, for a configuration check (no environment).
         Without a login: an unprivileged user with no home."""
         if login is None:
-            return cls(NOBODY, NOBODY, "", "/nonexistent", _usable_cpus(), {})
+            return cls(NOBODY, NOBODY, "", "/nonexistent", _usable_cpus(), {}, _physical_memory())
         import pwd  # noqa: PLC0415 - only for configuration checks
 
         try:
             entry = pwd.getpwnam(login)
         except KeyError:
             raise RunSpecError(f"users.{login}: no such user on this host") from None
-        return cls(entry.pw_uid, entry.pw_gid, login, entry.pw_dir, _usable_cpus(), {})
+        return cls(
+            entry.pw_uid, entry.pw_gid, login, entry.pw_dir, _usable_cpus(), {}, _physical_memory()
+        )
 
 
 class Mount(_Record):
@@ -297,6 +311,7 @@ class RunSpec(_Record):
         "mounts",
         "name",
         "nano_cpus",
+        "needs_userns",
         "network",
         "notices",
         "pids_limit",
@@ -336,6 +351,8 @@ class RunSpec(_Record):
         "gated",
         # Files written into HOME at start: (path relative to HOME, mode, bytes).
         "seed_files",
+        # Root in the container: only on an engine that remaps users (check_engine_info).
+        "needs_userns",
         "env",
         "secrets",
     )
@@ -345,6 +362,7 @@ class RunSpec(_Record):
         "notices": (),
         "gated": False,
         "seed_files": (),
+        "needs_userns": False,
         "env": {},
         "secrets": {},
     }
@@ -523,6 +541,21 @@ def _fresh(value: Any) -> Any:
     return value.copy() if isinstance(value, (dict, list)) else value
 
 
+def check_engine_info(spec: RunSpec, info: Any) -> None:
+    """What only the engine can tell (its `/info`), checked before anything starts: root
+    in the container needs an engine that maps it to an unprivileged host user."""
+    if not spec.needs_userns:
+        return
+    options = (info or {}).get("SecurityOptions") or []
+    if not any(str(o) == "name=userns" or str(o).startswith("name=userns,") for o in options):
+        raise RunSpecError(
+            "run_as_root: this engine does not remap users (userns-remap, the devenv_engine "
+            "role's devenv_engine_userns_remap), so root in the container would be root on "
+            "the host's files in /app; enable userns-remap, or set root_without_userns in "
+            "the system file to accept that risk"
+        )
+
+
 def _format_cpus(nano: int) -> str:
     text = "%.9f" % (nano / 1e9)
     return text.rstrip("0").rstrip(".")
@@ -669,7 +702,7 @@ def _resolve_user(settings: Settings, host: Host) -> tuple:
     user = settings["user"]
     if user is not None:
         uid, gid, login, home = _user_entry(user)
-        host = Host(uid, gid, login, home or host.home, host.cpu_count, host.environ)
+        host = host.replace(uid=uid, gid=gid, login=login, home=home or host.home)
     if settings["run_as_root"]:
         warning = (
             "run_as_root is set: the container runs as root (still without capabilities "
@@ -689,6 +722,7 @@ def _limits(settings: Settings, host: Host) -> tuple:
     maxima and the host."""
     maxima = settings["limits_max"]
     memory = settings["memory"]
+    _within_host_memory(settings, host, ("memory", "memory_swap", "home_size", "tmp_size"))
     top = maxima.get("memory")
     if top is not None and memory > top:
         raise RunSpecError(
@@ -721,6 +755,38 @@ def _limits(settings: Settings, host: Host) -> tuple:
     if pids_top is not None and pids > pids_top:
         raise RunSpecError(f"pids_limit: {pids} is out of range (allowed: 1 to {pids_top})")
     return memory, memory_swap, nano_cpus, pids
+
+
+def _within_host_memory(settings: Settings, host: Host, names: tuple) -> None:
+    """Sizes (limits, tmpfs) above the host's memory are refused: they would promise
+    what the host cannot give (and a tmpfs that large can take the host down)."""
+    if not host.memory:
+        return
+    for name in names:
+        value = settings[name]
+        if value is not None and value > host.memory:
+            raise RunSpecError(
+                f"{name}: {show(settings.raw(name))} is more than this host's memory "
+                f"({format_memory(_round_down(host.memory))}); give at most that"
+            )
+
+
+def _round_down(number: int) -> int:
+    return number - number % (1024**2)
+
+
+def _image_allowed(settings: Settings) -> str:
+    image = settings["image"]
+    allowed = settings["images_allowed"]
+    if allowed is not None:
+        import fnmatch  # noqa: PLC0415 - only with an allow-list
+
+        if not any(fnmatch.fnmatchcase(image, p) for p in allowed):
+            raise RunSpecError(
+                f"image: {image} is not among the images the administrator allows "
+                f"({', '.join(allowed)}; images_allowed in {settings.source('images_allowed')})"
+            )
+    return image
 
 
 def _ssh(settings: Settings, sources: _Sources, home: str) -> tuple:
@@ -804,7 +870,7 @@ def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
         raise RunSpecError(f"workdir: {workdir!r} must be inside /app, the HOME, /tmp or a mount")
     tmp_size, home_size = settings["tmp_size"], settings["home_size"]
     return RunSpec(
-        image=settings["image"],
+        image=_image_allowed(settings),
         command=settings["command"] or settings["default_command"],
         workdir=workdir,
         uid=uid,
@@ -829,6 +895,7 @@ def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
         warnings=tuple(warnings),
         notices=tuple(notices + sources.notices),
         env=dict(settings["env"]),
+        needs_userns=bool(settings["run_as_root"] and not settings["root_without_userns"]),
     )
 
 

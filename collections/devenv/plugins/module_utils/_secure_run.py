@@ -26,6 +26,7 @@ from ansible_collections.kuatecno.devenv.plugins.module_utils._runspec import (
     Host,
     RunSpec,
     RunSpecError,
+    check_engine_info,
     resolve,
 )
 from ansible_collections.kuatecno.devenv.plugins.module_utils._settings import (
@@ -149,6 +150,8 @@ def _execute(module: Any, scratch: Optional[str]) -> NoReturn:
         # Engine and image first: nothing is fetched for a run that cannot start.
         engine = Engine.connect(params.get("docker_host"))
         engine.require_image(spec.image)
+        if spec.needs_userns:
+            check_engine_info(spec, engine.api.info())
         if settings["secrets"]:
             fetched = _fetch(settings["secrets"], params["infisical"])
             # Ansible masks these in every returned string, like no_log options.

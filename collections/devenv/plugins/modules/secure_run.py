@@ -167,6 +167,15 @@ options:
     description:
       - Run the command as root inside the container instead of the invoking user.
         Capabilities stay dropped and C(no-new-privileges) stays on.
+      - Only on an engine that remaps users (userns-remap), or with O(root_without_userns).
+        Otherwise root in the container could create host files in O(code_dir) (a setuid
+        file, for example) that a user could later use to gain root on the host.
+    type: bool
+    default: false
+  root_without_userns:
+    description:
+      - Accept O(run_as_root) on an engine without userns-remap, and the risk described
+        there.
     type: bool
     default: false
   user:

@@ -4,9 +4,11 @@ The role tests (test_role_*.py) show that the roles call them with the right arg
 these pin down what each filter does, edge cases and errors included.
 """
 
+import random
+
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible_collections.kuatecno.devenv.plugins.filter import credentials, launcher, users
+from ansible_collections.kuatecno.devenv.plugins.filter import credentials, launcher, semver, users
 
 PASSWD = {
     "alice": ["x", "1000", "1000", "", "/home/alice", "/bin/bash"],
@@ -430,3 +432,86 @@ def test_found_files_carry_the_owner_of_their_loop_item():
 def test_found_files_errors(results, message):
     with pytest.raises(AnsibleFilterError, match=r"kuatecno\.devenv\.found_files: .*" + message):
         credentials.found_files(results)
+
+
+# --------------------------------------------------------------------------- semver
+
+# Oldest to newest. The pre-release run is the example of semver.org (11.4.4).
+ORDERED = [
+    "v0.2.0",
+    "v0.9.0",
+    "v0.10.0-rc.1",
+    "v0.10.0",
+    "v0.10.1",
+    "v1.0.0-alpha",
+    "v1.0.0-alpha.1",
+    "v1.0.0-alpha.beta",
+    "v1.0.0-beta",
+    "v1.0.0-beta.2",
+    "v1.0.0-beta.11",
+    "v1.0.0-rc.1",
+    "v1.0.0",
+    "v2.0.0-0",
+    "v2.0.0-0.a",
+    "v2.0.0-1",
+    "v2.0.0-10",
+    "v2.0.0-1a",
+    "v2.0.0-A",
+    "v2.0.0-a",
+    "v10.0.0",
+]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_semver_sort_follows_semver_precedence(seed):
+    shuffled = ORDERED[:]
+    random.Random(seed).shuffle(shuffled)  # noqa: S311 - a reproducible order, not a secret
+    assert semver.semver_sort(shuffled) == ORDERED
+    assert semver.semver_sort(shuffled, reverse=True) == ORDERED[::-1]
+
+
+@pytest.mark.parametrize(
+    ("versions", "expected"),
+    [
+        ([], []),
+        (["v0.10.0", "v0.9.0"], ["v0.9.0", "v0.10.0"]),  # not lexical
+        (["1.0.0", "v0.1.0"], ["v0.1.0", "1.0.0"]),  # the "v" is optional
+        # Build metadata is ignored: equal versions keep their order.
+        (["1.0.0+b2", "1.0.0+b1", "1.0.0-rc.1+x"], ["1.0.0-rc.1+x", "1.0.0+b2", "1.0.0+b1"]),
+        (["v1.0.0", "1.0.0"], ["v1.0.0", "1.0.0"]),
+        # Digits-only identifiers compare as numbers, leading zeros too.
+        (["1.0.0-rc.010", "1.0.0-rc.9"], ["1.0.0-rc.9", "1.0.0-rc.010"]),
+    ],
+)
+def test_semver_sort(versions, expected):
+    assert semver.semver_sort(versions) == expected
+
+
+def test_semver_sort_reverse_keeps_equal_versions_in_order():
+    assert semver.semver_sort(["v1.0.0", "1.0.0", "v2.0.0"], reverse=True) == [
+        "v2.0.0",
+        "v1.0.0",
+        "1.0.0",
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["latest", "v1.2", "1.2.3.4", "01.2.3", "v1.02.3", "1.2.3-", "1.2.3-rc..1", "1.2.3-rc_1",
+     "V1.2.3", " 1.2.3", 123, None],
+)  # fmt: skip
+def test_semver_sort_refuses_what_is_not_a_version(bad):
+    with pytest.raises(AnsibleFilterError, match=r"kuatecno\.devenv\.semver_sort: not a semantic"):
+        semver.semver_sort(["1.0.0", bad])
+
+
+@pytest.mark.parametrize(
+    ("versions", "reverse", "message"),
+    [
+        ("v1.0.0", False, "the versions must be a list"),
+        (["v1.0.0"], "yes", "reverse must be true or false"),
+    ],
+)
+def test_semver_sort_argument_errors(versions, reverse, message):
+    with pytest.raises(AnsibleFilterError, match=r"kuatecno\.devenv\.semver_sort: .*" + message):
+        semver.semver_sort(versions, reverse=reverse)

@@ -3,16 +3,19 @@
 Which version tags the prune removes: all but the newest devenv_image_keep_versions in
 semantic-version order (kuatecno.devenv.semver_sort, tested in test_filters.py); never the
 current version, never a tag that is not an image version, never another image's tag.
+And every task that talks to the engine gets devenv_image_docker_host from one place.
 """
 
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from ansible_collections.community import docker as community_docker
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
-from role_templar import RoleVars, role_file  # noqa: E402
+from role_templar import ROLES_DIR, RoleVars, role_file  # noqa: E402
 
 ROLE = "devenv_image"
 
@@ -63,3 +66,42 @@ def test_prune_removes_the_oldest_version_tags(tags, keep, version, removed):
 
 def test_prune_needs_no_tags():
     assert pruned([]) == []
+
+
+def _tasks(tasks):
+    for task in tasks:
+        yield task
+        for section in ("block", "rescue", "always"):
+            yield from _tasks(task.get(section, []))
+
+
+def _engine_tasks():
+    """(file, module, arguments) of every task of the role that talks to the engine."""
+    for path in sorted((ROLES_DIR / ROLE / "tasks").glob("*.yml")):
+        for task in _tasks(role_file(ROLE, f"tasks/{path.name}")):
+            for module, arguments in task.items():
+                if module.startswith(("community.docker.", "kuatecno.devenv.")):
+                    yield path.name, module, arguments
+
+
+def test_docker_host_is_set_once_for_every_engine_task():
+    main = role_file(ROLE, "tasks/main.yml")
+    (engine_block,) = [task for task in main if "block" in task]
+    assert engine_block["module_defaults"] == {
+        "group/kuatecno.devenv.docker": {
+            "docker_host": "{{ devenv_image_docker_host | default(omit, true) }}"
+        }
+    }
+    # Everything but the validation runs inside that block.
+    assert [task for task in main if "block" not in task] == main[:1]
+    group = yaml.safe_load(
+        (Path(community_docker.__path__[0]) / "meta" / "runtime.yml").read_text()
+    )["action_groups"]["docker"]
+    engine_tasks = list(_engine_tasks())
+    assert len(engine_tasks) > 10
+    for file, module, arguments in engine_tasks:
+        assert "docker_host" not in arguments, f"{file}: {module} sets docker_host itself"
+        collection, name = module.rsplit(".", 1)
+        assert (collection, name) == ("kuatecno.devenv", "secure_run") or (
+            collection == "community.docker" and name in group
+        ), f"{file}: {module} is not in the action group kuatecno.devenv.docker"

@@ -106,3 +106,12 @@ def test_one_minimum_ansible_version_everywhere():
     pins = (ROOT / "requirements" / "requirements.txt").read_text(encoding="utf-8")
     pinned = next(line for line in pins.splitlines() if line.startswith("ansible-core=="))
     assert pinned.split("==")[1].startswith(major_minor + ".")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_logic_lives_in_filter_plugins(role):
+    # Jinja statement programs ({% for %}, {% set %}) in vars or tasks cannot be unit-tested
+    # or documented; the collection's filters (plugins/filter/) hold that logic instead.
+    for path in sorted((ROLES_DIR / role).glob("*/*.yml")):
+        if path.parent.name in ("vars", "tasks", "defaults", "handlers"):
+            assert "{%" not in path.read_text(encoding="utf-8"), f"{path.relative_to(ROOT)}"

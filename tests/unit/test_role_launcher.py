@@ -4,6 +4,9 @@ The configuration rendered from the role's defaults holds only what the administ
 set, must pass the very check the role runs before writing it (the launcher's
 `config --check`: parse, then resolve for each login) and must build a run for a user;
 the OS maps; the dev block; which rc files each user gets.
+
+Values computed by the collection's filters are checked here as the role wires them (OS
+map, defaults, state, earlier task results); the filters' own cases are in test_filters.py.
 """
 
 import json

@@ -54,8 +54,14 @@ def test_argument_spec_matches_documentation():
 def test_documentation_examples_and_return_parse():
     doc = _doc()
     assert doc["module"] == "secure_run"
-    assert set(doc["attributes"]) == {"check_mode", "diff_mode", "platform"}
+    assert set(doc["attributes"]) == {"action_group", "check_mode", "diff_mode", "platform"}
     assert doc["attributes"]["check_mode"]["support"] == "full"
+    # The action group it documents is the one meta/runtime.yml defines (module_defaults).
+    assert doc["attributes"]["action_group"]["membership"] == ["kuatecno.devenv.docker"]
+    runtime = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "collections/devenv/meta/runtime.yml").read_text()
+    )
+    assert "secure_run" in runtime["action_groups"]["docker"]
     assert doc["version_added"]
     examples = yaml.safe_load(secure_run.EXAMPLES)
     assert all("kuatecno.devenv.secure_run" in task for task in examples)

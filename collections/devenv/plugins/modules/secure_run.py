@@ -39,6 +39,12 @@ requirements:
   - Docker SDK for Python (C(docker)) on the target host
   - A Docker engine reachable from the target host
 attributes:
+  action_group:
+    description: Use C(group/kuatecno.devenv.docker) in C(module_defaults) to set defaults
+      for this module (such as O(docker_host)); the group also holds community.docker's modules.
+    support: full
+    membership:
+      - kuatecno.devenv.docker
   check_mode:
     description: Can run in check_mode and return changed status prediction without
       modifying target.

@@ -278,7 +278,7 @@ def run_env(system_file, host, home, tmp_path, monkeypatch):
     def fake_check(spec, environ, home_dir):
         calls.append(("engine", spec.image))
 
-    def fake_run(argv, env, spec, home=""):
+    def fake_run(argv, env, spec, home="", engine_env=None):
         calls.append(("docker", list(argv), dict(env), spec))
         return 7
 

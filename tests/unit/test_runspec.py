@@ -82,7 +82,10 @@ def test_defaults_map_to_the_full_docker_argv(host, home):
     ]
     assert "-v" not in argv and "--volume" not in argv
     assert flag_values(argv, "--env") == ["HOME=/home/dev"]
-    assert flag_values(argv, "--label") == ["io.kuatecno.devenv.managed=true"]
+    assert flag_values(argv, "--label") == [
+        "io.kuatecno.devenv.managed=true",
+        "io.kuatecno.devenv.uid=1000",  # whose it is: devenv ps and stop go by it
+    ]
     for forbidden in ("--privileged", "--network", "--pid", "--ipc", "--uts", "--userns"):
         assert forbidden not in argv
     for forbidden in ("-p", "--publish", "--device", "--restart", "--cap-add"):
@@ -151,7 +154,11 @@ def test_engine_create_body(host, home):
     assert body["Env"] == ["HOME=/home/dev"]
     assert CANARY not in str(body)
     assert spec_of(host, ssh="none").engine_create_body()["Cmd"] == ["bash"]
-    assert body["Labels"] == {"io.kuatecno.devenv.managed": "true", "io.kuatecno.devenv.test": "1"}
+    assert body["Labels"] == {
+        "io.kuatecno.devenv.managed": "true",
+        "io.kuatecno.devenv.uid": "1000",
+        "io.kuatecno.devenv.test": "1",
+    }
     assert body["Tty"] is False and body["OpenStdin"] is False
     assert hc["AutoRemove"] is True and hc["Init"] is True
     assert hc["Privileged"] is False
@@ -924,6 +931,7 @@ def test_writable_root_filesystem_switch(host):
         {"-x": "1"},
         {"a..b": "1"},
         {"io.kuatecno.devenv.managed": "false"},
+        {"io.kuatecno.devenv.uid": "0"},
         {"ok.key": "multi\nline"},
         {"ok.key": 1},
         {"": "1"},
@@ -939,6 +947,7 @@ def test_extra_labels_pass_through(host):
     labels = flag_values(spec.docker_argv(tty=False, interactive=False), "--label")
     assert labels == [
         "io.kuatecno.devenv.managed=true",
+        "io.kuatecno.devenv.uid=1000",
         "io.kuatecno.devenv.test=1",
         "team=a=b",
     ]

@@ -247,10 +247,10 @@ class Engine:
             ) from exc
         return cls(api, stream_api, docker_host)
 
-    def require_image(self, image: str) -> None:
-        """Fail unless the image is present locally; a run never pulls."""
+    def require_image(self, image: str) -> str:
+        """Fail unless the image is present locally (a run never pulls); its id."""
         try:
-            self.api.inspect_image(image)
+            return (self.api.inspect_image(image) or {}).get("Id") or ""
         except docker_errors.ImageNotFound as exc:
             raise SecureRunError(
                 f"image '{image}' is not present on this host and is never pulled at run "
@@ -394,7 +394,7 @@ class _Run:
 
     def _exit_code(self, exec_id: str) -> Optional[int]:
         """The exec's exit status; the stream may close a moment before it has ended."""
-        for _ in range(100):
+        for _attempt in range(100):
             info = self.api.exec_inspect(exec_id)
             if not info.get("Running"):
                 return info.get("ExitCode")

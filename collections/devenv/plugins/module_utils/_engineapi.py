@@ -193,7 +193,7 @@ def exec_with_input(
             pass
     finally:
         conn.close()
-    for _ in range(50):
+    for _attempt in range(50):
         status, info = request_json(sock_path, "GET", f"/exec/{exec_id}/json")
         if isinstance(info, dict) and not info.get("Running"):
             code = info.get("ExitCode")

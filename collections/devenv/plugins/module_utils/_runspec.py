@@ -23,6 +23,7 @@ import stat
 from ._settings import (
     CODE_TARGET,
     MANAGED_LABEL,
+    OWNER_LABEL_KEY,
     PER_USER_KEYS,
     SYSTEM,
     TMP_TARGET,
@@ -52,6 +53,7 @@ __all__ = [
     "Mount",
     "RunSpec",
     "RunSpecError",
+    "audit",
     "build_spec",
     "check_config",
     "format_memory",
@@ -61,6 +63,8 @@ __all__ = [
 ]
 
 TEST_LABEL = "io.kuatecno.devenv.test"
+# Whose container it is (the invoking user's uid): `devenv ps` and `stop` go by it.
+OWNER_LABEL = OWNER_LABEL_KEY
 SSH_AGENT_TARGET = "/run/devenv/ssh-agent.sock"
 
 # Host paths that must never be a mount source, nor contain one, nor be inside one.
@@ -212,18 +216,35 @@ def _physical_memory() -> int:
         return 0
 
 
-class Host(_Record):
-    """Facts about the invoking side: uid, gid, login, home, cpu_count, environ, and
-    memory (bytes; 0: unknown, no ceiling)."""
+# What of the caller's environment the launcher takes when sudo started it (the sudoers
+# rule keeps these and resets the rest): the Infisical token, the SSH agent's socket
+# (vetted as the user like any path), and the terminal's type and language.
+SUDO_KEPT_ENV = (
+    "INFISICAL_TOKEN",
+    "INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN",
+    "SSH_AUTH_SOCK",
+    "TERM",
+    "LANG",
+    "LC_ALL",
+)
 
-    __slots__ = ("cpu_count", "environ", "gid", "home", "login", "memory", "uid")
-    _fields = ("uid", "gid", "login", "home", "cpu_count", "environ", "memory")
-    _defaults: ClassVar[dict] = {"memory": 0}
+
+class Host(_Record):
+    """Facts about the invoking side: uid, gid, login, home, cpu_count, environ, memory
+    (bytes; 0: unknown, no ceiling), and `sudo`: the launcher runs as root through the
+    administrator's sudo rule for this user, so it reads the user's side as the user
+    (identity()) and pins what it vetted (see RunSpec.pins)."""
+
+    __slots__ = ("cpu_count", "environ", "gid", "home", "login", "memory", "sudo", "uid")
+    _fields = ("uid", "gid", "login", "home", "cpu_count", "environ", "memory", "sudo")
+    _defaults: ClassVar[dict] = {"memory": 0, "sudo": False}
 
     @classmethod
     def current(cls) -> Host:
         import pwd  # noqa: PLC0415 - imported only when needed; keeps start-up lean
 
+        if os.geteuid() == 0 and "SUDO_UID" in os.environ:
+            return cls._through_sudo(pwd)
         uid = os.getuid()
         try:
             entry = pwd.getpwuid(uid)
@@ -233,6 +254,40 @@ class Host(_Record):
         return cls(
             uid, os.getgid(), login, home, _usable_cpus(), dict(os.environ), _physical_memory()
         )
+
+    @classmethod
+    def _through_sudo(cls, pwd: Any) -> Host:
+        """The user sudo says invoked us; nothing else of their environment is taken."""
+        text = os.environ.get("SUDO_UID", "")
+        if not (text.isascii() and text.isdigit()):
+            raise RunSpecError("sudo: SUDO_UID is not a user id; run devenv through dev")
+        try:
+            entry = pwd.getpwuid(int(text))
+        except KeyError:
+            raise RunSpecError(f"sudo: no user has the id {text}") from None
+        if entry.pw_uid == 0:
+            raise RunSpecError(
+                "sudo: root started devenv through sudo; run dev as the person who works "
+                "in the container"
+            )
+        if os.environ.get("SUDO_USER") != entry.pw_name:
+            raise RunSpecError("sudo: SUDO_USER and SUDO_UID disagree; run devenv through dev")
+        environ = {k: os.environ[k] for k in SUDO_KEPT_ENV if k in os.environ}
+        return cls(
+            entry.pw_uid,
+            entry.pw_gid,
+            entry.pw_name,
+            entry.pw_dir,
+            _usable_cpus(),
+            environ,
+            _physical_memory(),
+            True,
+        )
+
+    def identity(self) -> _Identity:
+        """`with host.identity():` acts as the invoking user (effective ids and groups)
+        when the launcher runs as root through sudo; otherwise it changes nothing."""
+        return _Identity(self)
 
     @classmethod
     def for_login(cls, login: Optional[str]) -> Host:
@@ -249,6 +304,61 @@ class Host(_Record):
         return cls(
             entry.pw_uid, entry.pw_gid, login, entry.pw_dir, _usable_cpus(), {}, _physical_memory()
         )
+
+
+class _Identity:
+    """Switches the effective uid, gid and groups to the host's user and back."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.saved: Optional[list] = None
+
+    def __enter__(self) -> None:
+        host = self.host
+        if not host.sudo or self.saved is not None:
+            return
+        self.saved = os.getgroups()
+        os.setgroups(os.getgrouplist(host.login, host.gid))
+        os.setegid(host.gid)
+        os.seteuid(host.uid)
+
+    def __exit__(self, *_exc: Any) -> None:
+        if self.saved is None:
+            return
+        os.seteuid(0)
+        os.setegid(0)
+        os.setgroups(self.saved)
+        self.saved = None
+
+
+def _pin(path: str, field_name: str) -> tuple:
+    """(st_dev, st_ino) of what `path` is now, walked one component at a time without
+    following any symlink: what was vetted by its path is exactly this object, or the
+    path changed while it was checked (refused)."""
+    flags = getattr(os, "O_PATH", os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open("/", flags)
+    try:
+        for part in path.strip("/").split("/"):
+            if not part:
+                continue
+            try:
+                step = os.open(part, flags, dir_fd=fd)
+            except OSError as exc:
+                raise RunSpecError(
+                    f"{field_name}: {path} changed while it was checked ({exc.strerror}); "
+                    "nothing was started"
+                ) from None
+            os.close(fd)
+            fd = step
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise RunSpecError(
+                    f"{field_name}: {path} changed while it was checked (a symlink appeared); "
+                    "nothing was started"
+                )
+        info = os.fstat(fd)
+        return info.st_dev, info.st_ino
+    finally:
+        os.close(fd)
 
 
 class Mount(_Record):
@@ -315,6 +425,7 @@ class RunSpec(_Record):
         "network",
         "notices",
         "pids_limit",
+        "pins",
         "plain_env",
         "read_only_rootfs",
         "secrets",
@@ -353,6 +464,9 @@ class RunSpec(_Record):
         "seed_files",
         # Root in the container: only on an engine that remaps users (check_engine_info).
         "needs_userns",
+        # (container path, st_dev, st_ino) of each bind mount's vetted source: the gate
+        # checks the running container got exactly these (verify_pins).
+        "pins",
         "env",
         "secrets",
     )
@@ -363,6 +477,7 @@ class RunSpec(_Record):
         "gated": False,
         "seed_files": (),
         "needs_userns": False,
+        "pins": (),
         "env": {},
         "secrets": {},
     }
@@ -541,6 +656,58 @@ def _fresh(value: Any) -> Any:
     return value.copy() if isinstance(value, (dict, list)) else value
 
 
+def verify_pins(spec: RunSpec, pid: int) -> None:
+    """In the gate (the command has not run yet): every bind mount of the container whose
+    init is `pid` is the very object that was vetted. A source swapped for a link to
+    something else between the check and the engine's mount is refused."""
+    for target, dev, ino in spec.pins:
+        try:
+            info = os.stat(f"/proc/{pid}/root{target}", follow_symlinks=False)
+        except OSError as exc:
+            raise RunSpecError(
+                f"the container's {target} cannot be checked ({exc.strerror}); it was stopped"
+            ) from None
+        if (info.st_dev, info.st_ino) != (dev, ino):
+            raise RunSpecError(
+                f"the source of {target} changed between its check and the engine's mount; "
+                "the container was stopped before anything ran"
+            )
+
+
+def audit(host: Host, spec: RunSpec, image_id: str, code: Any, via: str = "") -> None:
+    """One line per run in the system log (syslog's authpriv on Linux): who, when (the
+    log's own time), image and digest, limits, mounts, secret names, exit status."""
+    try:
+        import syslog  # noqa: PLC0415 - after the run only
+    except ImportError:  # not on every platform
+        return
+    syslog.openlog("devenv", syslog.LOG_PID, getattr(syslog, "LOG_AUTHPRIV", syslog.LOG_AUTH))
+    syslog.syslog(syslog.LOG_INFO, audit_line(host, spec, image_id, code, via))
+    syslog.closelog()
+
+
+def audit_line(host: Host, spec: RunSpec, image_id: str, code: Any, via: str = "") -> str:
+    """The audit line: key=JSON-value pairs, no secret value (secrets by name only)."""
+    import json  # noqa: PLC0415 - after the run only
+
+    mounts = ",".join(f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts)
+    fields = {
+        "user": host.login,
+        "uid": host.uid,
+        "via": via or ("sudo" if host.sudo else "direct"),
+        "container": spec.name,
+        "image": spec.image,
+        "image_id": image_id or "unknown",
+        "memory": spec.memory,
+        "cpus": _format_cpus(spec.nano_cpus),
+        "pids": spec.pids_limit,
+        "mounts": mounts,
+        "secrets": ",".join(spec.secrets),
+        "exit": code,
+    }
+    return "run " + " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items())
+
+
 def check_engine_info(spec: RunSpec, info: Any) -> None:
     """What only the engine can tell (its `/info`), checked before anything starts: root
     in the container needs an engine that maps it to an unprivileged host user."""
@@ -599,33 +766,19 @@ class _Sources:
         self.check = check
         self.notices: list = []
         self._sockets: Optional[list] = None
+        # real path -> (st_dev, st_ino) of what was vetted, when started through sudo.
+        self.pins: dict = {}
 
     def sockets(self) -> list:
         if self._sockets is None:
             self._sockets = _engine_sockets(self.host.environ)
         return self._sockets
 
-    def vet(
-        self, raw: Any, field_name: str, *, kind: str = "any", required: bool = True
-    ) -> Optional[str]:
-        """Resolve and vet a host path. Returns its real path, or None if it is missing
-        and not required. kind: any (file or directory), dir, socket."""
+    def _refuse_engine_and_system(
+        self, raw: str, real: str, written: str, field_name: str, kind: str
+    ) -> None:
+        """The engine's socket, and system directories (as written and as resolved)."""
         host = self.host
-        if not isinstance(raw, str) or not raw:
-            raise RunSpecError(f"{field_name}: expected a host path")
-        check_chars(raw, field_name)
-        path = _expand(raw, host.home, field_name)
-        if not os.path.isabs(path):
-            raise RunSpecError(f"{field_name}: {raw!r} must be an absolute path (or start with ~/)")
-        # Symlinks are resolved first, so a link to the engine socket or to / is caught too.
-        real = os.path.realpath(path)
-        written = os.path.normpath(path)
-        check_chars(real, field_name)
-        if real == "/" or is_within(os.path.realpath(host.home), real):
-            raise RunSpecError(
-                f"{field_name}: {raw!r} is the filesystem root or the whole home directory "
-                "(or above it); mount a specific subdirectory instead"
-            )
         sockets = self.sockets()
         if (
             real in sockets
@@ -646,6 +799,36 @@ class _Sources:
                     f"{field_name}: {raw!r} is, or contains, the system directory {system}; "
                     "it cannot be mounted"
                 )
+
+    def vet(
+        self,
+        raw: Any,
+        field_name: str,
+        *,
+        kind: str = "any",
+        required: bool = True,
+        write: bool = False,
+    ) -> Optional[str]:
+        """Resolve and vet a host path. Returns its real path, or None if it is missing
+        and not required. kind: any (file or directory), dir, socket; `write`: the
+        container may write it."""
+        host = self.host
+        if not isinstance(raw, str) or not raw:
+            raise RunSpecError(f"{field_name}: expected a host path")
+        check_chars(raw, field_name)
+        path = _expand(raw, host.home, field_name)
+        if not os.path.isabs(path):
+            raise RunSpecError(f"{field_name}: {raw!r} must be an absolute path (or start with ~/)")
+        # Symlinks are resolved first, so a link to the engine socket or to / is caught too.
+        real = os.path.realpath(path)
+        written = os.path.normpath(path)
+        check_chars(real, field_name)
+        if real == "/" or is_within(os.path.realpath(host.home), real):
+            raise RunSpecError(
+                f"{field_name}: {raw!r} is the filesystem root or the whole home directory "
+                "(or above it); mount a specific subdirectory instead"
+            )
+        self._refuse_engine_and_system(raw, real, written, field_name, kind)
         try:
             mode = os.stat(real).st_mode
         except FileNotFoundError:
@@ -657,6 +840,9 @@ class _Sources:
                 self.notices.append(f"{field_name}: {raw} does not exist yet")
             return None
         except OSError as exc:
+            if self.check:  # a check run by another user than the path's owner
+                self.notices.append(f"{field_name}: {raw} cannot be checked ({exc.strerror})")
+                return None
             raise RunSpecError(f"{field_name}: {raw!r} cannot be read ({exc.strerror})") from None
         expected = {
             "dir": (stat.S_ISDIR(mode), "a directory"),
@@ -665,7 +851,22 @@ class _Sources:
         }[kind]
         if not expected[0]:
             raise RunSpecError(f"{field_name}: {raw!r} is not {expected[1]}")
+        if host.sudo:
+            self._user_may_open(raw, real, field_name, mode, write or kind == "socket")
+            self.pins[real] = _pin(real, field_name)
         return real
+
+    @staticmethod
+    def _user_may_open(raw: str, real: str, field_name: str, mode: int, write: bool) -> None:
+        """Through sudo the engine (root) mounts what the user names: only what the user
+        could open themselves (read; list a directory; write where the container may)."""
+        wanted = os.R_OK | (os.X_OK if stat.S_ISDIR(mode) else 0) | (os.W_OK if write else 0)
+        if not os.access(real, wanted, effective_ids=True):
+            what = "write" if write and os.access(real, os.R_OK, effective_ids=True) else "open"
+            raise RunSpecError(
+                f"{field_name}: {raw!r} is not yours to {what}; mount only what you can "
+                f"{what} yourself"
+            )
 
 
 def _is_socket(path: str) -> bool:
@@ -807,7 +1008,7 @@ def _ssh(settings: Settings, sources: _Sources, home: str) -> tuple:
             if sources.check:  # a configuration check has no agent to look at
                 return ssh, [], []
             raise RunSpecError("ssh: agent requested but SSH_AUTH_SOCK is not set")
-        real = sources.vet(agent_sock, "ssh (SSH_AUTH_SOCK)", kind="socket")
+        real = sources.vet(agent_sock, "ssh (SSH_AUTH_SOCK)", kind="socket", write=True)
         if real is None:
             return ssh, [], []
         return ssh, [Mount(real, SSH_AGENT_TARGET)], [("SSH_AUTH_SOCK", SSH_AGENT_TARGET)]
@@ -821,7 +1022,7 @@ def _mounts(settings: Settings, sources: _Sources, home: str) -> tuple:
     """All bind mounts (code, SSH, credentials, gitconfig, extra), the SSH mode and env,
     and notices."""
     notices = []
-    code = sources.vet(settings["code_dir"], "code_dir", kind="dir")
+    code = sources.vet(settings["code_dir"], "code_dir", kind="dir", write=True)
     mounts = [Mount(code, CODE_TARGET, False)] if code else []
     ssh, ssh_mounts, ssh_env = _ssh(settings, sources, home)
     mounts += ssh_mounts
@@ -839,7 +1040,7 @@ def _mounts(settings: Settings, sources: _Sources, home: str) -> tuple:
         if real is not None:
             mounts.append(Mount(real, home + "/.gitconfig"))
     for index, (source, target, read_only) in enumerate(settings["mounts"]):
-        real = sources.vet(source, f"mounts[{index}].source")
+        real = sources.vet(source, f"mounts[{index}].source", write=not read_only)
         if real is not None:
             mounts.append(Mount(real, target, read_only))
     return mounts, ssh, ssh_env, notices
@@ -860,7 +1061,8 @@ def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
     home = settings["container_home"]
     workdir = settings["workdir"]
     sources = _Sources(host, check)
-    mounts, ssh, ssh_env, notices = _mounts(settings, sources, home)
+    with host.identity():  # the user's paths, read with the user's rights
+        mounts, ssh, ssh_env, notices = _mounts(settings, sources, home)
     seen = {home, TMP_TARGET}
     for mount in mounts:
         if mount.target in seen:
@@ -889,13 +1091,15 @@ def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
         nano_cpus=nano_cpus,
         pids_limit=pids_limit,
         read_only_rootfs=settings["read_only_rootfs"],
-        labels=((MANAGED_LABEL, "true"), *settings["labels"]),
+        labels=((MANAGED_LABEL, "true"), (OWNER_LABEL, str(host.uid)), *settings["labels"]),
         name=_unique_name(host.login),
         ssh=ssh,
         warnings=tuple(warnings),
         notices=tuple(notices + sources.notices),
         env=dict(settings["env"]),
         needs_userns=bool(settings["run_as_root"] and not settings["root_without_userns"]),
+        gated=host.sudo,
+        pins=tuple((m.target, *sources.pins[m.source]) for m in mounts if m.source in sources.pins),
     )
 
 

@@ -170,6 +170,7 @@ FORBIDDEN_TARGETS = ("/", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbi
 CODE_TARGET = "/app"
 TMP_TARGET = "/tmp"  # noqa: S108 - the container's own private tmpfs
 MANAGED_LABEL = "io.kuatecno.devenv.managed"
+OWNER_LABEL_KEY = "io.kuatecno.devenv.uid"
 TIMEOUT_MAX = 600
 # Characters the engine's --mount / --tmpfs syntax cannot carry unambiguously.
 _MOUNT_BAD_CHARS = (",", "=", '"')
@@ -512,8 +513,8 @@ def _labels(value: Any, where: str) -> tuple:
             raise RunSpecError(
                 f"{where}: {key!r} is not a valid label key (lower-case letters, digits, . - /)"
             )
-        if key == MANAGED_LABEL:
-            raise RunSpecError(f"{where}: {MANAGED_LABEL} is set by devenv itself")
+        if key in (MANAGED_LABEL, OWNER_LABEL_KEY):
+            raise RunSpecError(f"{where}: {key} is set by devenv itself")
         if not isinstance(text, str) or pattern("control").search(text) or len(text) > 1024:
             raise RunSpecError(f"{where}: the value of {key} must be a short printable string")
         pairs.append((key, text))

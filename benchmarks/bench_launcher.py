@@ -121,7 +121,7 @@ class Launcher:
         return [
             "The launcher is installed as the devenv_launcher role lays it out "
             "(`tests/support/install_launcher.py`, interpreter `/usr/bin/python3` as the role's "
-            "default): `bin/devenv` runs `python3 -IB` on byte-identical copies of the "
+            "default): `bin/devenv` runs `python3 -IBS` on byte-identical copies of the "
             "collection's module_utils.",
             "Configuration: `DEVENV_CONFIG` points at a file with the image, a code directory, "
             "`user: 1000:1000` (the benchmark runs as root, which the launcher refuses as the "
@@ -129,8 +129,9 @@ class Launcher:
             "no user file.",
             "What the launcher does before docker starts: parse and merge the configuration, "
             "validate the whole run specification, ask the engine over its socket whether it "
-            "answers (`/_ping`) and whether the image is present, then start `docker run` as a "
-            "child and wait for it (it stays as the parent to report an OOM kill).",
+            "answers and whether the image is present (one request: the image lookup), then "
+            "start `docker run` as a child and wait for it (it stays as the parent to report "
+            "an OOM kill).",
             "Secrets: the Infisical stand-in (`tests/support/infisical`, a Python script) "
             "answers `infisical export --format json` with two secrets and no network; the real "
             "CLI adds its own start-up and a round trip to the Infisical server.",

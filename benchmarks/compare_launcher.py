@@ -81,7 +81,7 @@ def case_commands(launcher, command) -> list:
 def breakdown_argvs(launcher) -> tuple:
     """Where the launcher's time goes: the interpreter alone, and everything the launcher
     does before it would start docker (--dry-run: no engine calls, no container)."""
-    python_argv = [launcher.python, "-IB", "-c", "pass"]
+    python_argv = [launcher.python, "-IBS", "-c", "pass"]
     return python_argv, launcher.argv(["--dry-run", "--no-secrets", "--", "true"])
 
 
@@ -92,7 +92,7 @@ def time_breakdown(launcher, rounds: int) -> list:
         python.append(timed(python_argv)[0])
         dry.append(timed(dry_argv, env=launcher.env(secrets=False))[0])
     return [
-        timing("breakdown: the interpreter alone (`python3 -IB -c pass`)", python),
+        timing("breakdown: the interpreter alone (`python3 -IBS -c pass`)", python),
         timing("breakdown: `devenv run --dry-run --no-secrets -- true`", dry),
     ]
 
@@ -194,13 +194,12 @@ def analysis(figures, verdicts) -> list:
             f"{format_seconds(figures['dry_run_s'])} (`--dry-run`: interpreter, imports, "
             f"configuration, full validation; no engine call), of which "
             f"{format_seconds(figures['interpreter_s'])} is the interpreter "
-            "alone; then it asks the engine twice over its socket (`/_ping`, the image) and "
-            "spawns the docker CLI. **What would close it:** import only what a run needs "
-            "(the run specification pulls in `dataclasses`, `secrets` and compiles its regular "
-            "expressions at import), let `docker run --pull never` report a missing image "
-            "instead of asking the engine first (one round trip less), and start the "
-            "interpreter with `-S` where the host's site directory adds `.pth` imports "
-            "(this machine's does). Note the spread: single back-to-back pairs differ by "
+            "alone; then it asks the engine one question over its socket (is the image "
+            "there), spawns the docker CLI and waits for it. What is left to shave is the "
+            "interpreter and the json/re imports (json's decoder needs re, which needs "
+            "enum); the launcher already imports nothing a run does not use, loads compiled "
+            "bytecode, and skips the site directories (-S). Note the spread: single "
+            "back-to-back pairs differ by "
             f"{format_signed_ms(figures['paired_min_s'])} to "
             f"{format_signed_ms(figures['paired_max_s'])} on this "
             "shared machine, far more than the goal itself, so the verdict rests on medians."

@@ -99,7 +99,7 @@ def test_converge_installs_program_library_and_configuration(host, workdir):
     run = host.playbook(PLAYBOOK, VARS, workdir)
     assert run.rc == 0, run
     assert host.stat(PROGRAM) == ("root", "root", "755")
-    assert host.read(PROGRAM).startswith("#!/usr/bin/python3 -IB\n")
+    assert host.read(PROGRAM).startswith("#!/usr/bin/python3 -IBS\n")
     assert host.stat(LIB) == ("root", "root", "755")
     assert host.out(f"ls -A {LIB}").split() == sorted([*LIB_FILES, "__pycache__"])
     # Compiled once by the role, writable by root only, one file per library file.

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULE_UTILS = ROOT / "collections" / "devenv" / "plugins" / "module_utils"
 
 ENTRY_POINT = '''\
-#!{python} -IB
+#!{python} -IBS
 """devenv: run a shell or a command in a fresh, locked-down container."""
 
 import sys

@@ -636,7 +636,7 @@ def test_install_layout_and_lean_start(tmp_path):
         assert (lib / name).read_bytes() == (MODULE_UTILS / name).read_bytes()
     # Compiled at install time: a start under -B never compiles the library itself.
     assert len(list((lib / "__pycache__").glob("*.pyc"))) == len(la.LAUNCHER_FILES)
-    assert program.read_text().startswith("#!/usr/bin/python3 -IB\n")
+    assert program.read_text().startswith("#!/usr/bin/python3 -IBS\n")
     done = subprocess.run([str(program), "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "devenv run" in done.stdout
     probe = textwrap.dedent(
@@ -650,7 +650,7 @@ def test_install_layout_and_lean_start(tmp_path):
         """
     )
     done = subprocess.run(
-        ["/usr/bin/python3", "-IB", "-c", probe], capture_output=True, text=True, check=True
+        ["/usr/bin/python3", "-IBS", "-c", probe], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
 

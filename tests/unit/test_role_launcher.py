@@ -295,7 +295,7 @@ def test_the_program_goes_through_the_door_by_itself(access, door):
 
 def test_program_pins_the_system_configuration():
     text = RoleVars(ROLE, devenv_launcher_config_dir="/etc/x").render("devenv.j2")
-    assert text.startswith("#!/usr/bin/python3 -IB\n")
+    assert text.startswith("#!/usr/bin/python3 -IBS\n")
     assert 'os.environ["DEVENV_CONFIG"] = "/etc/x/config.json"' in text
     assert 'sys.path.insert(0, "/usr/local/lib/devenv")' in text
     compile(text, "devenv", "exec")

@@ -27,11 +27,15 @@ def _keys(line):
     return line
 
 
-def _read(fd, seconds):
-    """Everything the terminal shows within `seconds` (returns early at EOF)."""
+def _read(fd, seconds, quiet=0.7):
+    """What the terminal shows until it has been quiet for `quiet` seconds after some
+    output (or for `seconds` in all, or the shell's end)."""
     out = b""
     deadline = time.monotonic() + seconds
+    last = None
     while time.monotonic() < deadline:
+        if last is not None and time.monotonic() - last > quiet:
+            break
         ready, _, _ = select.select([fd], [], [], 0.1)
         if not ready:
             continue
@@ -42,6 +46,7 @@ def _read(fd, seconds):
         if not chunk:
             break
         out += chunk
+        last = time.monotonic()
     return out
 
 
@@ -51,18 +56,19 @@ def main(shell, lines):
         for key, value in os.environ.items()
         if key not in ("EDITOR", "VISUAL")  # zsh would pick vi keys from these
     }
-    env.update(TERM="xterm", COLUMNS="120", LINES="40")
+    # No history file: what is typed here is not the user's.
+    env.update(TERM="xterm", COLUMNS="120", LINES="40", HISTFILE="/dev/null")
     pid, fd = pty.fork()
     if pid == 0:
-        os.execvpe(shell, [shell, "-i"], env)
-    shown = _read(fd, 5)  # start-up: rc files, compinit, the first prompt
+        os.execvpe(shell, [shell, "-i"], env)  # noqa: S606 - the shell under test
+    shown = _read(fd, 15, quiet=1.5)  # start-up: rc files, compinit, the first prompt
     for line in lines:
         for key in _keys(line):
             os.write(fd, key.encode())
             time.sleep(0.05)
-        shown += _read(fd, 1.5)
+        shown += _read(fd, 10)
     os.write(fd, b"\x15exit\r")
-    shown += _read(fd, 5)
+    shown += _read(fd, 10)
     try:
         os.kill(pid, 9)
     except OSError:

@@ -99,7 +99,6 @@ class TestHost:
     def remove(self):
         docker("rm", "--force", "--volumes", self.name, check=False)
 
-
     def sh(self, script, check=True, user=None):
         args = ["exec"]
         if user:
@@ -187,6 +186,7 @@ class TestHost:
             command, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=600
         )
         return PlaybookRun(done)
+
 
 # A test host with its own Docker engine (the recipe of docs/test-environment: no
 # --privileged here; every capability but one, seccomp and AppArmor unconfined, the

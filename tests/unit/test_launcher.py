@@ -353,6 +353,17 @@ def test_run_passes_secrets_only_through_the_environment(run_env):
     assert argv[-2:] == ["devenv-test/debian:13", "env"]
 
 
+def test_a_hidden_infisical_token_is_named(run_env, capsys):
+    """Both token variables set: the CLI reads INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN."""
+    assert la.main(["run", "--", "env"]) == 7
+    err = capsys.readouterr().err
+    assert (
+        "note: INFISICAL_TOKEN is set, but the Infisical CLI uses "
+        "INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN (read first)"
+    ) in err
+    assert "tok-xyz" not in err and "tok-ua" not in err
+
+
 def test_engine_checked_before_secrets(run_env, monkeypatch, capsys):
     _, record = run_env
 

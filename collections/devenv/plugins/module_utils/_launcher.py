@@ -557,6 +557,9 @@ def cmd_run(args: list[str]) -> int:
     if settings["secrets"] and not options["no_secrets"]:
         from . import _infisical  # noqa: PLC0415 - lean start-up: only runs with secrets
 
+        source, hidden = _infisical.token_source(environ)
+        for name in hidden:
+            _err(f"note: {name} is set, but the Infisical CLI uses {source} (read first)")
         try:
             secrets = _infisical.fetch_secrets(settings["secrets"], environ=environ)
         except _infisical.SecretsError as exc:

@@ -289,8 +289,8 @@ def test_the_image_and_the_hosts_install_infisical_the_same_way():
     assert (
         image_vars["_devenv_image_infisical_sources"] == hosts_vars["_devenv_secrets_apt_sources"]
     )
-    # Infisical serves an ASCII-armoured key; apt takes the format from the file name and
-    # ignores an armoured key saved as .gpg.
+    # Infisical serves an ASCII-armoured key; apt before 3.0 takes the format from the file
+    # name and ignores an armoured key saved as .gpg (tests/integration/test_secrets_apt.py).
     assert keyring.endswith(".asc")
     dockerfile = RoleVars(
         "devenv_image", _devenv_image_nodejs_from="distribution", devenv_image_infisical=True

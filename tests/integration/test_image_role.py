@@ -389,6 +389,16 @@ def test_check_mode_reports_a_new_version_without_building(built):
     assert bumped.changed > 0, bumped
     assert f"{NAME}:v0.1.1" in bumped.out
     assert image_id(f"{NAME}:v0.1.1") is None
+    # A host that never built: no build context exists, and check mode writes none.
+    fresh = Path(built["workdir"]) / "never-built"
+    first = play(
+        built["workdir"],
+        dict(built["vars"], devenv_image_version="0.1.2", devenv_image_build_dir=str(fresh)),
+        check=True,
+    )
+    assert first.rc == 0, first
+    assert f"Would build {NAME}:v0.1.2 from {BASE} (check mode builds nothing)." in first.out
+    assert not fresh.exists() and image_id(f"{NAME}:v0.1.2") is None
 
 
 def test_agent_bump_rebuilds_only_its_layer_retags_and_prunes_in_semver_order(built):

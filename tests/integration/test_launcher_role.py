@@ -50,7 +50,7 @@ VARS = {
 def host():
     test_host = TestHost("launcher-role")
     try:
-        test_host.apt_install("zsh")
+        test_host.apt_install("zsh", "sudo")
         test_host.sh(
             "useradd -m -s /bin/bash alice && useradd -m -s /usr/bin/zsh bob && "
             "rm -f /home/bob/.bashrc && mkdir -p /srv/bob && chown bob: /srv/bob"
@@ -116,10 +116,10 @@ def test_converge_installs_program_library_and_configuration(host, workdir):
         assert installed == host.sources[name]
     assert host.stat(CONFIG) == ("root", "root", "644")
     config = json.loads(host.read(CONFIG))
-    # Only what the administrator set is written; the rest stays the table's default.
+    # Only what the administrator set is written; the rest is the run specification's.
     assert config["memory"] == "3g"
-    for unset in ("image", "cpus", "pids_limit", "memory_swap", "ssh", "gitconfig"):
-        assert unset not in config, unset
+    for key in ("image", "cpus", "pids_limit", "memory_swap", "ssh", "gitconfig"):
+        assert key not in config, key
     assert config["limits_max"] == {"memory": "8g", "cpus": 2.0, "pids_limit": 200}
     assert config["code_dir"] == "~/Coding"
     assert [c["source"] for c in config["credentials"]] == [
@@ -138,6 +138,21 @@ def test_converge_installs_program_library_and_configuration(host, workdir):
         assert host.read(f"{COMPLETION}.{shell}") == host.out(f"{PROGRAM} completion {shell}")
 
 
+def test_converge_opens_the_sudo_door_for_the_users_only(host):
+    # One rule, root-owned, read-only, accepted by visudo; the users are in its group and
+    # not in the root-equivalent docker group.
+    assert host.stat("/etc/sudoers.d/devenv") == ("root", "root", "440")
+    assert host.sh("visudo -cf /etc/sudoers.d/devenv").returncode == 0
+    for user in ("alice", "bob"):
+        groups = host.out(f"id -nG {user}").split()
+        assert "devenv" in groups and "docker" not in groups, groups
+    rules = host.out("sudo -l -U alice")
+    assert f"(root) NOPASSWD: {PROGRAM}" in rules
+    # Nothing else may be run as root through it.
+    other = host.sh("su - alice -c 'sudo -n /bin/true'", check=False)
+    assert other.returncode != 0
+
+
 def test_converge_creates_missing_code_directories(host):
     assert host.stat("/home/alice/Coding") == ("alice", "alice", "700")
     assert host.stat("/srv/bob/code") == ("bob", "bob", "700")
@@ -147,7 +162,7 @@ def test_dev_blocks_keep_existing_content_owner_and_mode(host):
     bashrc = host.read("/home/alice/.bashrc")
     assert bashrc.startswith(ALICE_BASHRC)
     assert bashrc.count(MARKER_BEGIN) == 1
-    assert f'dev() {{ "{PROGRAM}" run "$@"; }}' in bashrc
+    assert f'dev() {{ sudo -n "{PROGRAM}" run "$@"; }}' in bashrc
     assert host.stat("/home/alice/.bashrc") == ("alice", "alice", "600")
     # Missing files are created, owned by the user, 0644; zsh is installed, so every
     # user gets ~/.zshrc too.
@@ -163,10 +178,10 @@ def test_dev_blocks_keep_existing_content_owner_and_mode(host):
 def test_dev_is_a_thin_function_in_bash_and_zsh(host):
     bash = host.sh("su - alice -c \"bash -ic 'type dev'\" 2>/dev/null").stdout
     assert "dev is a function" in bash
-    assert f'"{PROGRAM}" run "$@"' in bash
+    assert f'sudo -n "{PROGRAM}" run "$@"' in bash
     zsh = host.sh("su - bob -c \"zsh -ic 'whence -f dev'\" 2>/dev/null").stdout
     assert zsh.startswith("dev () {"), zsh
-    assert f'"{PROGRAM}" run "$@"' in zsh
+    assert f'sudo -n "{PROGRAM}" run "$@"' in zsh
     help_text = host.sh("su - alice -c \"bash -ic 'dev --help'\" 2>/dev/null", check=False)
     assert "devenv run" in help_text.stdout + help_text.stderr
 
@@ -244,6 +259,7 @@ def test_state_absent_removes_exactly_what_the_role_installed(host, workdir):
         "/usr/local/share/devenv",
         CONFIG,
         "/etc/devenv",
+        "/etc/sudoers.d/devenv",
     ):
         assert not host.exists(path), path
     assert host.read("/home/alice/.bashrc") == ALICE_BASHRC

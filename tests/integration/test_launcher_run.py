@@ -13,7 +13,6 @@ import pwd
 import select
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 import install_launcher  # noqa: E402
 from container_security import assert_runtime_properties  # noqa: E402
+from traces import ENGINE_STATE, files_containing  # noqa: E402
+from traces import command_lines_containing as cmdlines_containing  # noqa: E402
 
 IMAGE = "devenv-test/debian:13"
 # One login per session: concurrent runs of the suite on one machine must not share
@@ -166,41 +167,6 @@ def wait_for(predicate, timeout=20.0, step=0.1):
     return predicate()
 
 
-def cmdlines_containing(needle):
-    hits = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if needle.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    hits.append(pid)
-            except OSError:
-                pass
-    return hits
-
-
-def files_containing(needle, roots, since):
-    """Regular files under roots, changed since `since`, whose content holds needle."""
-    hits = []
-    data = needle.encode()
-    for root in roots:
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
-            for name in filenames:
-                path = os.path.join(dirpath, name)
-                try:
-                    info = os.lstat(path)
-                    if not stat.S_ISREG(info.st_mode) or info.st_size > 16 * 1024 * 1024:
-                        continue
-                    if max(info.st_mtime, info.st_ctime) < since:
-                        continue
-                    with open(path, "rb") as handle:
-                        if data in handle.read():
-                            hits.append(path)
-                except OSError:
-                    pass
-    return hits
-
-
 # ---------------------------------------------------------------- a real session
 
 INSIDE = r"""
@@ -261,9 +227,13 @@ def test_session_properties_and_secrets(launcher, run_id, code_dir, user):
         assert info["Name"].startswith(f"/devenv-{LOGIN}-")
         rw = {m["Destination"]: m["RW"] for m in info["Mounts"]}
         assert rw == {"/app": True, "/home/dev/.claude": False}
-        assert set(hc["Tmpfs"]) == {"/tmp", "/home/dev"}
-        # The secret is in the container's env, and on no command line on the host.
+        # /run/devenv: the private tmpfs of the start step that received the secrets.
+        assert set(hc["Tmpfs"]) == {"/tmp", "/home/dev", "/run/devenv"}
+        # The secret is in the command's env, and on no command line on the host, in no
+        # part of the container's configuration, and in none of the engine's files.
         assert cmdlines_containing(CANARY) == []
+        assert CANARY not in json.dumps(info)
+        assert files_containing([CANARY], ENGINE_STATE, started) == []
         (code_dir / "stop").write_text("")
         _, err = proc.communicate(timeout=30)
     finally:
@@ -292,8 +262,10 @@ def test_session_properties_and_secrets(launcher, run_id, code_dir, user):
     assert wait_for(lambda: containers(run_id) == [])
     record = json.loads(launcher.record.read_text())
     assert record["token_on_cmdline"] is False and record["token_in_env"] is True
-    # Nothing with the secret was left behind where files usually linger.
-    assert files_containing(CANARY, ["/tmp", "/var/tmp", user.pw_dir], started) == []
+    # Nothing with the secret was left behind where files usually linger, nor in the
+    # engine's and containerd's state after the container is gone.
+    assert files_containing([CANARY], ["/tmp", "/var/tmp", user.pw_dir], started) == []
+    assert files_containing([CANARY], ENGINE_STATE, started) == []
     assert CANARY not in err
 
 
@@ -304,7 +276,7 @@ def test_exit_status_stdin_and_dry_run(launcher, run_id):
     proc = launcher(["--dry-run", "--", "true"])
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
-    assert CANARY not in out and "--env DEVENV_CANARY" in out
+    assert CANARY not in out and "in the start payload: DEVENV_CANARY" in out
     assert containers(run_id) == []
 
 

@@ -79,7 +79,7 @@ def test_devenv_run_dry_run_on_python_3_9(host):
     assert f"--mount type=bind,source=/home/{user}/Coding,target=/app," in argv
     assert "--workdir /app/project" in argv
     assert argv.endswith("-- devenv:latest claude --version")
-    assert names.startswith("# passed by name")
+    assert names.startswith("# from the environment by name")
     # Bad input on 3.9 too: a clear message, exit status 2, nothing started.
     bad = host.sh(as_user + "'/opt/devenv/bin/devenv run --dry-run --memory 1x'", check=False)
     assert bad.returncode == 2 and "memory" in bad.stderr

@@ -267,8 +267,11 @@ def test_the_launcher_role_converges_from_the_installed_collection(release):
         version = host.out(as_carol.format("devenv --version"))
         assert version.strip() == f"devenv {VERSION} (kuatecno.devenv)"
         dry = host.sh(as_carol.format("cd ~/Coding && dev --dry-run -- claude --version"))
-        assert "docker run --pull never --rm --init" in dry.stdout
-        assert dry.stdout.splitlines()[0].endswith("-- devenv:latest claude --version")
+        # The docker command (over several lines when the run has a start step), then
+        # the names of what it passes.
+        command = dry.stdout[: dry.stdout.index("\n# from the environment by name")]
+        assert command.startswith("docker run --pull never --rm --init ")
+        assert " -- devenv:latest " in command and command.endswith(" claude --version")
         again = host.playbook(
             project / "launcher.yml",
             {"devenv_users": ["carol"]},

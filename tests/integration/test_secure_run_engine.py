@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 from container_security import assert_runtime_properties  # noqa: E402
+from traces import ENGINE_STATE, files_containing  # noqa: E402
 
 MODULE = ROOT / "collections/devenv/plugins/modules/secure_run.py"
 STAND_IN = ROOT / "tests/support/infisical"
@@ -335,11 +336,15 @@ def test_infisical_canary_reaches_the_container_and_never_the_output(tmp_path, r
     proc = subprocess.Popen(
         argv, cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    started = time.time() - 1
     try:
-        assert wait_until(lambda: containers(run_id, all_states=False), 60)
-        # While the container runs: no command line and no temporary file holds them.
+        (name,) = wait_until(lambda: containers(run_id, all_states=False), 60)
+        # While the container runs: no command line and no temporary file holds them,
+        # nor the container's configuration, nor the engine's or containerd's files.
         assert not command_lines_holding(canary, token)
         assert not files_holding(ansible_temp_dirs(tmp_path), canary, token)
+        assert canary not in docker("inspect", name)
+        assert files_containing([canary], ENGINE_STATE, started) == []
         output, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -355,6 +360,7 @@ def test_infisical_canary_reaches_the_container_and_never_the_output(tmp_path, r
     assert "--format=json" in call["argv"]
     assert not containers(run_id)
     assert not files_holding(ansible_temp_dirs(tmp_path), canary, token)
+    assert files_containing([canary], ENGINE_STATE, started) == []
 
 
 def test_engine_unreachable_is_reported_before_secrets_are_fetched(tmp_path, run_id, code_dir):
@@ -542,7 +548,13 @@ def test_run_as_root_keeps_every_other_restriction(tmp_path, run_id, code_dir):
     )
     args = base_args(run_id, code_dir, command=["python3", "-c", probe], run_as_root=True)
     del args["user"]
-    result = run_module(tmp_path, args)
+    # This engine does not remap users: root is refused before anything starts...
+    refused = run_module(tmp_path, args)
+    assert refused["failed"] is True and refused["ran"] is False
+    assert "does not remap users" in refused["msg"] and "root_without_userns" in refused["msg"]
+    assert not containers(run_id)
+    # ...unless the administrator accepts the risk explicitly.
+    result = run_module(tmp_path, dict(args, root_without_userns=True))
     assert result["rc"] == 0, result
     assert result["stdout"].split() == ["0", "0000000000000000", "1"]
     # ansible-core 2.19 returns warnings as structured summaries.

@@ -3,16 +3,33 @@
 Loads defaults/main.yml and vars/main.yml of a role (in that order, as Ansible's
 precedence does), adds the given facts and variables, and templates expressions the way
 a play would. Used by the role unit tests (tests/unit/test_role_*.py).
+
+The collection's filters (kuatecno.devenv.*) resolve as in a play: importing this module
+sets up Ansible's collection loader for the source tree (ansible.cfg's collections_path).
+tests/conftest.py imports it before any test imports the collection, so every test loads
+the collection's Python files through that one loader.
 """
 
 from pathlib import Path
 
 import yaml
 from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar, trust_as_template
+from ansible.utils.collection_loader import AnsibleCollectionConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES_DIR = ROOT / "collections" / "devenv" / "roles"
+COLLECTIONS_PATH = ROOT / "collections"
+
+
+def install_collection_loader():
+    """Once per process; a second loader would load the collection's modules again."""
+    if AnsibleCollectionConfig.collection_finder is None:
+        init_plugin_loader([str(COLLECTIONS_PATH)])
+
+
+install_collection_loader()
 
 
 def _trusted(value):
@@ -51,6 +68,10 @@ class RoleVars:
 
     def expr(self, expression):
         return self.templar.template(trust_as_template("{{ " + expression + " }}"))
+
+    def template(self, text):
+        """Template a string from a role file (such as a task's argument) as a play would."""
+        return self.templar.template(trust_as_template(text))
 
     def render(self, template):
         """Render templates/<template> of the role."""

@@ -210,8 +210,10 @@ def test_the_cli_argv_and_the_api_body_describe_the_same_container(
     ours = spec.engine_create_body(tty=tty, interactive=interactive)
     assert differences(ours, body) == []
     assert query["name"] == [spec.name]
-    # The secret reached the body through the CLI's environment, by name on its argv.
-    assert f"API_KEY={SECRET}" in body["Env"]
+    # The secret is in neither: it reaches the container through the start payload.
+    assert SECRET not in json.dumps(body) and SECRET not in json.dumps(ours)
+    assert body["Cmd"][:2] == ["/bin/sh", "-c"] and body["Cmd"][3] == "devenv-start"
+    assert "/run/devenv" in body["HostConfig"]["Tmpfs"]
 
 
 def test_a_property_on_one_side_only_is_found(engine, home):

@@ -2,20 +2,23 @@
 the steps, engine checks against a fake socket, the docker child, the installed layout."""
 
 import ast
+import base64
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import threading
+import types
 from pathlib import Path
 
 import pytest
 import yaml
-from ansible_collections.kuatecno.devenv.plugins.module_utils import _infisical
+from ansible_collections.kuatecno.devenv.plugins.module_utils import _engineapi, _infisical
 from ansible_collections.kuatecno.devenv.plugins.module_utils import _launcher as la
 from ansible_collections.kuatecno.devenv.plugins.module_utils._launcher import (
     LaunchError,
@@ -23,7 +26,7 @@ from ansible_collections.kuatecno.devenv.plugins.module_utils._launcher import (
     load_settings,
     parse_run_args,
 )
-from ansible_collections.kuatecno.devenv.plugins.module_utils._runspec import Host
+from ansible_collections.kuatecno.devenv.plugins.module_utils._runspec import Host, RunSpecError
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE_UTILS = ROOT / "collections" / "devenv" / "plugins" / "module_utils"
@@ -210,7 +213,9 @@ def test_missing_files_mean_defaults(system_file, host):
     assert {settings.source(name) for name in settings.names()} == {"default"}
 
 
-@pytest.mark.parametrize("key", ["limits_max", "users"])
+@pytest.mark.parametrize(
+    "key", ["limits_max", "users", "user", "run_as_root", "root_without_userns", "images_allowed"]
+)
 def test_user_file_cannot_set_admin_keys(system_file, host, home, key):
     write(home / ".config" / "devenv" / "config.json", {key: {}})
     with pytest.raises(LaunchError, match="only be set by the administrator") as info:
@@ -241,6 +246,13 @@ def test_bad_users_entry(system_file, host):
         load_settings({}, host, os.environ)
 
 
+@pytest.mark.parametrize("flag", ["--user=0:0", "--run-as-root", "--root-without-userns"])
+def test_no_flag_names_another_user_or_root(system_file, host, capsys, monkeypatch, flag):
+    monkeypatch.setattr(Host, "current", classmethod(lambda cls: host))
+    assert la.main(["run", "--dry-run", flag, "true"]) == 2
+    assert "unknown option" in capsys.readouterr().err
+
+
 def test_flag_above_admin_limit_refused(system_file, host, home, capsys, monkeypatch):
     write(system_file, {"limits_max": {"memory": "2g"}, "ssh": "none"})
     monkeypatch.setattr(Host, "current", classmethod(lambda cls: host))
@@ -266,8 +278,8 @@ def test_config_command_shows_sources(system_file, host, home, capsys, monkeypat
     monkeypatch.setattr(Host, "current", classmethod(lambda cls: host))
     assert la.main(["config"]) == 0
     out = capsys.readouterr().out
-    assert f'memory            "2g"  (system file {system_file})' in out
-    assert "pids_limit        100  (default)" in out
+    assert re.search(rf'^memory +"2g"  \(system file {re.escape(str(system_file))}\)$', out, re.M)
+    assert re.search(r"^pids_limit +100  \(default\)$", out, re.M)
     assert "# resolved: user 1000:1000, ssh none, workdir /app" in out
 
 
@@ -324,11 +336,11 @@ def run_env(system_file, host, home, tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     calls = []
 
-    def fake_check(image, environ, home_dir):
-        calls.append(("engine", image))
+    def fake_check(spec, environ, home_dir):
+        calls.append(("engine", spec.image))
 
-    def fake_run(argv, env, spec, home=""):
-        calls.append(("docker", list(argv), dict(env)))
+    def fake_run(argv, env, spec, home="", engine_env=None):
+        calls.append(("docker", list(argv), dict(env), spec))
         return 7
 
     monkeypatch.setattr(la, "check_engine", fake_check)
@@ -340,17 +352,20 @@ def canary():
     return "cnry" + hashlib.sha256(b"launcher-seed").hexdigest()[:28]
 
 
-def test_run_passes_secrets_only_through_the_environment(run_env):
+def test_run_passes_secrets_only_in_the_start_payload(run_env):
     calls, record = run_env
     assert la.main(["run", "--", "env"]) == 7
     assert [c[0] for c in calls] == ["engine", "docker"]
-    _, argv, env = calls[1]
-    assert not any(canary() in a for a in argv)
-    assert "DEVENV_CANARY" in argv and "DEVENV_PLAIN" in argv
-    assert env["DEVENV_CANARY"] == canary()
+    _, argv, env, spec = calls[1]
+    # Neither the docker CLI's command line nor its environment holds a secret.
+    assert not any(canary() in a for a in argv) and canary() not in json.dumps(env)
+    assert "DEVENV_CANARY" not in argv and "DEVENV_CANARY" not in env
     assert not any(k.startswith("INFISICAL_") for k in env)
+    # The container starts by waiting for its start payload, which holds them.
+    assert spec.uses_start and argv[-1] == "env" and "devenv-start" in argv
+    encoded = base64.b64encode(canary().encode()).decode()
+    assert f"E DEVENV_CANARY {encoded}" in spec.start_payload().decode()
     assert json.loads(record.read_text())["token_on_cmdline"] is False
-    assert argv[-2:] == ["devenv-test/debian:13", "env"]
 
 
 def test_a_hidden_infisical_token_is_named(run_env, capsys):
@@ -367,7 +382,7 @@ def test_a_hidden_infisical_token_is_named(run_env, capsys):
 def test_engine_checked_before_secrets(run_env, monkeypatch, capsys):
     _, record = run_env
 
-    def down(image, environ, home_dir):
+    def down(spec, environ, home_dir):
         raise LaunchError("the Docker engine is not reachable")
 
     monkeypatch.setattr(la, "check_engine", down)
@@ -398,7 +413,7 @@ def test_no_secrets_skips_the_fetch(run_env):
     calls, record = run_env
     assert la.main(["run", "--no-secrets", "true"]) == 7
     assert not record.exists()
-    assert "DEVENV_CANARY" not in calls[1][1]
+    assert not calls[1][3].uses_start  # nothing to hand over: the command starts at once
 
 
 def test_dry_run_prints_names_never_values(run_env, capsys):
@@ -407,11 +422,12 @@ def test_dry_run_prints_names_never_values(run_env, capsys):
     out = capsys.readouterr().out
     assert calls == []
     assert canary() not in out
-    first, second = out.splitlines()
-    assert first.startswith("docker run --pull never --rm --init ")
-    assert first.endswith("-- devenv-test/debian:13 sh -c 'echo hi'")
-    assert "--env DEVENV_CANARY" in first
-    assert second.endswith("DEVENV_CANARY DEVENV_PLAIN")
+    command, comment = out.rstrip("\n").rsplit("\n", 1)
+    assert command.startswith("docker run --pull never --rm --init ")
+    assert command.endswith(" devenv-start sh -c 'echo hi'")
+    assert "-- devenv-test/debian:13 /bin/sh -c " in command
+    assert "DEVENV_CANARY" not in command
+    assert comment.endswith("in the start payload: DEVENV_CANARY DEVENV_PLAIN (values not shown)")
 
 
 def test_ctrl_c_during_fetch_exits_130(run_env, monkeypatch, capsys):
@@ -454,14 +470,15 @@ def test_engine_socket(tmp_path, environ, config, expected):
     if config is not None:
         text = config if isinstance(config, str) else json.dumps(config)
         (tmp_path / ".docker" / "config.json").write_text(text)
-    assert la._engine_socket(environ, str(tmp_path)) == expected
+    assert _engineapi.engine_socket(environ, str(tmp_path)) == expected
 
 
 class FakeEngine:
     """A unix-socket HTTP server answering /images/<ref>/json and /events."""
 
-    def __init__(self, path, images, status=None, events=b""):
+    def __init__(self, path, images, status=None, events=b"", info=b"{}"):
         self.path, self.images, self.status, self.events = str(path), images, status, events
+        self.info = info
         self.requests = []
         self.server = socket.socket(socket.AF_UNIX)
         self.server.bind(self.path)
@@ -484,6 +501,8 @@ class FakeEngine:
                     status = self.status
                 elif target.startswith("/events?"):
                     status, body = 200, self.events
+                elif target == "/info":
+                    status, body = 200, self.info
                 else:
                     status = 200 if target[len("/images/") : -len("/json")] in self.images else 404
                 conn.sendall(f"HTTP/1.0 {status} X\r\n\r\n".encode() + body)
@@ -492,13 +511,39 @@ class FakeEngine:
         self.server.close()
 
 
+def wanted(image, *, root=False):
+    """What check_engine reads of a RunSpec."""
+    return types.SimpleNamespace(image=image, needs_userns=root)
+
+
+@pytest.mark.parametrize(
+    ("options", "allowed"),
+    [(["name=seccomp,profile=default", "name=userns"], True), (["name=seccomp"], False)],
+)
+def test_root_only_on_an_engine_that_remaps_users(tmp_path, options, allowed):
+    info = json.dumps({"SecurityOptions": options}).encode()
+    engine = FakeEngine(tmp_path / "d.sock", {"devenv:1"}, info=info)
+    try:
+        env = {"DOCKER_HOST": f"unix://{engine.path}"}
+        la.check_engine(wanted("devenv:1"), env, str(tmp_path))
+        assert engine.requests == ["/images/devenv:1/json"]  # no extra question without root
+        if allowed:
+            la.check_engine(wanted("devenv:1", root=True), env, str(tmp_path))
+        else:
+            with pytest.raises(RunSpecError, match="root_without_userns in the system file"):
+                la.check_engine(wanted("devenv:1", root=True), env, str(tmp_path))
+        assert engine.requests[-1] == "/info"
+    finally:
+        engine.close()
+
+
 def test_check_engine_ok_and_image_missing(tmp_path):
     engine = FakeEngine(tmp_path / "d.sock", {"devenv:1"})
     try:
         env = {"DOCKER_HOST": f"unix://{engine.path}"}
-        la.check_engine("devenv:1", env, str(tmp_path))
+        la.check_engine(wanted("devenv:1"), env, str(tmp_path))
         with pytest.raises(LaunchError) as info:
-            la.check_engine("devenv:2", env, str(tmp_path))
+            la.check_engine(wanted("devenv:2"), env, str(tmp_path))
         assert "ansible-playbook playbooks/site.yml --tags image" in str(info.value)
         assert "never pulls" in str(info.value)
         # One round trip each: the image lookup also proves that the engine answers.
@@ -524,7 +569,9 @@ def test_check_engine_not_ready(tmp_path):
     engine = FakeEngine(tmp_path / "d.sock", set(), status=500)
     try:
         with pytest.raises(LaunchError, match="not ready"):
-            la.check_engine("devenv:1", {"DOCKER_HOST": f"unix://{engine.path}"}, str(tmp_path))
+            la.check_engine(
+                wanted("devenv:1"), {"DOCKER_HOST": f"unix://{engine.path}"}, str(tmp_path)
+            )
     finally:
         engine.close()
 
@@ -535,7 +582,7 @@ def test_check_engine_unreachable(tmp_path, kind):
     if kind == "dead":
         socket.socket(socket.AF_UNIX).bind(str(path))  # bound, never listening
     with pytest.raises(LaunchError) as info:
-        la.check_engine("devenv:1", {"DOCKER_HOST": f"unix://{path}"}, str(tmp_path))
+        la.check_engine(wanted("devenv:1"), {"DOCKER_HOST": f"unix://{path}"}, str(tmp_path))
     assert "not reachable" in str(info.value) and "no secrets were fetched" in str(info.value)
     assert info.value.code == 125
 
@@ -706,7 +753,7 @@ def test_role_check_code_runs_against_the_installed_library(tmp_path):
     not hasattr(sys, "stdlib_module_names"),
     reason="the list of standard modules needs Python 3.10; on 3.9 the other tests run the files",
 )
-@pytest.mark.parametrize("name", ["_settings.py", "_runspec.py", "_infisical.py", "_launcher.py"])
+@pytest.mark.parametrize("name", la.LAUNCHER_FILES)
 def test_python39_syntax_and_stdlib_only(name):
     source = (MODULE_UTILS / name).read_text(encoding="utf-8")
     tree = ast.parse(source, feature_version=(3, 9))

@@ -35,7 +35,7 @@ CASES = {
                 "@google/gemini-cli": "0.22.4",
             },
         },
-        ["devenv_image_push needs devenv_image_registry", '@anthropic-ai/claude-code: "^2.0.0"'],
+        ["devenv_image_push needs devenv_image_registry", "@anthropic-ai/claude-code: '^2.0.0'"],
         ["devenv_image_version", "gemini", "devenv_image_source", "archive"],
     ),
     "image-custom-entry": (

@@ -148,3 +148,12 @@ def test_modules_come_from_declared_collections_or_a_macos_only_include(role):
         for task in includes:
             condition = json.dumps(task.get("when"))
             assert "homebrew" in condition or "Darwin" in condition, (path.name, condition)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_logic_lives_in_filter_plugins(role):
+    # Jinja statement programs ({% for %}, {% set %}) in vars or tasks cannot be unit-tested
+    # or documented; the collection's filters (plugins/filter/) hold that logic instead.
+    for path in sorted((ROLES_DIR / role).glob("*/*.yml")):
+        if path.parent.name in ("vars", "tasks", "defaults", "handlers"):
+            assert "{%" not in path.read_text(encoding="utf-8"), f"{path.relative_to(ROOT)}"

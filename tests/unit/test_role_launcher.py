@@ -4,6 +4,9 @@ The configuration rendered from the role's defaults holds only what the administ
 set, must pass the very check the role runs before writing it (the launcher's
 `config --check`: parse, then resolve for each login) and must build a run for a user;
 the OS maps; the dev block; which rc files each user gets.
+
+Values computed by the collection's filters are checked here as the role wires them (OS
+map, defaults, state, earlier task results); the filters' own cases are in test_filters.py.
 """
 
 import json
@@ -239,13 +242,20 @@ def test_code_directories_expand_the_home():
 
 
 @pytest.mark.parametrize("prefix", ["/usr/local", "/opt/dev env"])
-def test_dev_block_is_a_thin_call_of_the_launcher(prefix, tmp_path):
-    block = RoleVars(ROLE, devenv_launcher_prefix=prefix)["_devenv_launcher_block"]
-    assert block == f'dev() {{ "{prefix}/bin/devenv" run "$@"; }}'
+@pytest.mark.parametrize(
+    ("access", "os_family", "door"),
+    [("sudo", "Debian", "sudo -n "), ("docker_group", "Debian", ""), ("sudo", "Darwin", "")],
+)
+def test_dev_block_is_a_thin_call_of_the_launcher(prefix, tmp_path, access, os_family, door):
+    role_vars = RoleVars(
+        ROLE, os_family=os_family, devenv_launcher_prefix=prefix, devenv_launcher_access=access
+    )
+    block = role_vars["_devenv_launcher_block"]
+    assert block == f'dev() {{ {door}"{prefix}/bin/devenv" run "$@"; }}'
     # bash parses it and passes every argument through untouched.
     fake = tmp_path / "bin" / "devenv"
     script = (
-        f"{block.replace(f'{prefix}/bin/devenv', str(fake))}\n"
+        f"{block.replace(door, '').replace(f'{prefix}/bin/devenv', str(fake))}\n"
         "type dev >/dev/null && dev -- 'a b' '$HOME' \"\"\n"
     )
     fake.parent.mkdir()
@@ -255,11 +265,15 @@ def test_dev_block_is_a_thin_call_of_the_launcher(prefix, tmp_path):
     assert done.stdout == "[run][--][a b][$HOME][]"
 
 
-@pytest.mark.parametrize("shell", ["bash", "zsh"])
-def test_blocks_define_dev_and_source_the_completion(shell):
-    block = RoleVars(ROLE)["_devenv_launcher_blocks"][shell]
+@pytest.mark.parametrize(("rc_file", "shell"), [(".bashrc", "bash"), (".zshrc", "zsh")])
+def test_blocks_define_dev_and_source_the_completion(rc_file, shell):
+    role_vars = RoleVars(ROLE)
+    block = role_vars["_devenv_launcher_blocks"][rc_file]
+    assert sorted(role_vars["_devenv_launcher_blocks"]) == sorted(
+        role_vars["_devenv_launcher_rc_names"].values()
+    )
     first, second = block.splitlines()
-    assert first == 'dev() { "/usr/local/bin/devenv" run "$@"; }'
+    assert first == role_vars["_devenv_launcher_block"]
     assert f'"/usr/local/share/devenv/completion.{shell}"' in second
     assert second.startswith("if [") and second.endswith("fi")
 
@@ -274,9 +288,32 @@ def test_completion_scripts_are_the_launcher_s_own(shell):
     assert done.stdout == _launcher.completion_script(shell)
 
 
+def test_the_sudo_rule_lets_the_group_run_exactly_the_launcher():
+    text = RoleVars(ROLE, devenv_launcher_group="devs").render("sudoers.j2")
+    rules = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert rules == [
+        'Defaults!/usr/local/bin/devenv env_keep += "INFISICAL_TOKEN '
+        'INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN SSH_AUTH_SOCK TERM LANG LC_ALL"',
+        "%devs ALL=(root) NOPASSWD: /usr/local/bin/devenv",
+    ]
+    # The environment it keeps is what the launcher takes from a sudo start.
+    kept = rules[0].split('"')[1].split()
+    assert tuple(kept) == _runspec.SUDO_KEPT_ENV
+
+
 def test_block_marker_names_devenv():
     marker = role_file(ROLE, "vars/main.yml")["_devenv_launcher_block_marker"]
     assert "{mark}" in marker and "devenv" in marker
+
+
+@pytest.mark.parametrize(("access", "door"), [("sudo", True), ("docker_group", False)])
+def test_the_program_goes_through_the_door_by_itself(access, door):
+    text = RoleVars(ROLE, devenv_launcher_access=access).render("devenv.j2")
+    compile(text, "devenv", "exec")
+    execs = 'os.execvp("sudo", ["sudo", "-n", "--", "/usr/local/bin/devenv", *sys.argv[1:]])'
+    assert (execs in text) is door
+    if door:  # before anything of the launcher is imported, and only when not yet root
+        assert text.index("os.geteuid() != 0") < text.index("from devenv_lib")
 
 
 def test_program_pins_the_system_configuration():

@@ -3,6 +3,9 @@
 OS maps (Linux and macOS), the install method, the download paths, which paths get
 which mode, the classification of the passphrase probe and of the stat results for the
 report, the private-key header, and the apt source file.
+
+Values computed by the collection's filters are checked here as the role wires them (OS
+map, defaults, state, earlier task results); the filters' own cases are in test_filters.py.
 """
 
 import re

@@ -1,7 +1,12 @@
 """The run specification: every validation rule, and both adapter mappings (no engine)."""
 
+import base64
+import json
 import os
 import socket
+import stat
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +83,10 @@ def test_defaults_map_to_the_full_docker_argv(host, home):
     ]
     assert "-v" not in argv and "--volume" not in argv
     assert flag_values(argv, "--env") == ["HOME=/home/dev"]
-    assert flag_values(argv, "--label") == ["io.kuatecno.devenv.managed=true"]
+    assert flag_values(argv, "--label") == [
+        "io.kuatecno.devenv.managed=true",
+        "io.kuatecno.devenv.uid=1000",  # whose it is: devenv ps and stop go by it
+    ]
     for forbidden in ("--privileged", "--network", "--pid", "--ipc", "--uts", "--userns"):
         assert forbidden not in argv
     for forbidden in ("-p", "--publish", "--device", "--restart", "--cap-add"):
@@ -140,11 +148,18 @@ def test_engine_create_body(host, home):
     body = spec.engine_create_body()
     hc = body["HostConfig"]
     assert body["Image"] == "devenv:latest"
-    assert body["Cmd"] == ["bash"]
+    # With a secret, the command first waits for its start payload (START_SCRIPT).
+    assert body["Cmd"] == ["/bin/sh", "-c", rs.START_SCRIPT, "devenv-start", "bash"]
     assert body["User"] == "1000:1000"
     assert body["WorkingDir"] == "/app"
-    assert body["Env"] == ["HOME=/home/dev", f"API_KEY={CANARY}"]
-    assert body["Labels"] == {"io.kuatecno.devenv.managed": "true", "io.kuatecno.devenv.test": "1"}
+    assert body["Env"] == ["HOME=/home/dev"]
+    assert CANARY not in str(body)
+    assert spec_of(host, ssh="none").engine_create_body()["Cmd"] == ["bash"]
+    assert body["Labels"] == {
+        "io.kuatecno.devenv.managed": "true",
+        "io.kuatecno.devenv.uid": "1000",
+        "io.kuatecno.devenv.test": "1",
+    }
     assert body["Tty"] is False and body["OpenStdin"] is False
     assert hc["AutoRemove"] is True and hc["Init"] is True
     assert hc["Privileged"] is False
@@ -159,6 +174,7 @@ def test_engine_create_body(host, home):
     assert hc["RestartPolicy"] == {"Name": "no"}
     assert hc["NetworkMode"] == "default"
     assert hc["Tmpfs"]["/tmp"] == "rw,nosuid,nodev,exec,size=1073741824"
+    assert hc["Tmpfs"]["/run/devenv"].endswith(",uid=1000,gid=1000,mode=0700")
     assert hc["Tmpfs"]["/home/dev"].endswith(",uid=1000,gid=1000,mode=0700")
     app = next(m for m in hc["Mounts"] if m["Target"] == "/app")
     assert app == {
@@ -181,17 +197,88 @@ def test_engine_body_interactive(host):
 # ---------------------------------------------------------------- secrets stay out of argv
 
 
-def test_secrets_only_by_name_on_the_command_line(host):
+def test_secrets_only_in_the_start_payload(host):
     spec = spec_of(host, ssh="none", secrets={"API_KEY": CANARY}, env={"MODE": "fast"})
     argv = spec.docker_argv(tty=True, interactive=True)
     assert not any(CANARY in a for a in argv)
     assert not any("fast" in a for a in argv)
-    assert "API_KEY" in flag_values(argv, "--env")
-    assert "MODE" in flag_values(argv, "--env")
-    assert spec.secret_env() == {"MODE": "fast", "API_KEY": CANARY}
+    assert flag_values(argv, "--env") == ["HOME=/home/dev", "MODE"]
+    assert spec.secret_env() == {"MODE": "fast"}
     assert spec.secret_names == ("MODE", "API_KEY")
     assert CANARY not in repr(spec)
     assert CANARY not in str(spec.describe())
+    payload = spec.start_payload().decode()
+    assert payload.splitlines() == [
+        "devenv-start 1",
+        "E API_KEY " + base64.b64encode(CANARY.encode()).decode(),
+        "END",
+    ]
+
+
+def _start(spec, payload, tmp_path):
+    """Run the start step of `spec` in a local sh, fed `payload`, with /run/devenv in
+    tmp_path; returns (exit status, stdout, stderr)."""
+    script = rs.START_SCRIPT.replace("/run/devenv", str(tmp_path))
+    command = ["sh", "-c", script, "devenv-start", *spec.command]
+    proc = subprocess.Popen(
+        command,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    fifo = tmp_path / "start"
+    for _ in range(200):
+        if fifo.exists():
+            break
+        time.sleep(0.01)
+    if payload is not None:
+        with open(fifo, "wb") as handle:
+            handle.write(payload)
+    out, err = proc.communicate(timeout=30)
+    return proc.returncode, out.decode(), err.decode()
+
+
+VALUES = {
+    "PEM": "-----BEGIN KEY-----\nabc\n-----END KEY-----\n\n",
+    "QUOTES": "a 'b' \"c\" $HOME `x` ; rm -rf /",
+    "EMPTY": "",
+    "UNICODE": "é€",
+}
+
+
+def test_the_start_step_exports_every_value_exactly_and_runs_the_command(host, tmp_path):
+    spec = spec_of(
+        host,
+        ssh="none",
+        command=["python3", "-c", "import json,os; print(json.dumps(dict(os.environ)))"],
+    ).replace(secrets=dict(VALUES), seed_files=((".c/creds.json", 0o600, b"{}\n"),))
+    code, out, err = _start(spec, spec.start_payload(), tmp_path)
+    assert code == 0, err
+    env = json.loads(out)
+    for name, value in VALUES.items():
+        assert env[name] == value, name
+    for name in ("payload", "line", "data", "value", "ok"):
+        assert name not in env
+    seeded = tmp_path / ".c" / "creds.json"
+    assert seeded.read_bytes() == b"{}\n" and stat.S_IMODE(seeded.stat().st_mode) == 0o600
+    assert not (tmp_path / "start").exists()  # the FIFO is gone: nothing is kept
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"devenv-start 1\nE A YQ==\n",  # cut short: no END
+        b"devenv-start 1\nE BAD-NAME YQ==\nEND\n",
+        b"devenv-start 1\nF 0600 ../escape YQ==\nEND\n",
+        b"devenv-start 1\nX what\nEND\n",
+    ],
+)
+def test_a_bad_or_short_start_runs_nothing(host, tmp_path, payload):
+    spec = spec_of(host, ssh="none", command=["sh", "-c", "echo RAN"]).replace(gated=True)
+    code, out, err = _start(spec, payload, tmp_path)
+    assert code == 125 and "RAN" not in out
+    assert "the command was not run" in err
 
 
 def test_secret_conflicting_with_env_is_refused(host):
@@ -229,6 +316,21 @@ def test_secret_conflicting_with_env_is_refused(host):
         "HTTPS_PROXY",
         "https_proxy",
         "GODEBUG",
+        # names that change how programs start, or whom they trust
+        "BASH_ENV",
+        "ENV",
+        "PYTHONPATH",
+        "PYTHONSTARTUP",
+        "NODE_EXTRA_CA_CERTS",
+        "GIT_SSH_COMMAND",
+        "GIT_CONFIG_COUNT",
+        "GIT_CONFIG_KEY_0",
+        "GIT_CONFIG_GLOBAL",
+        "PROMPT_COMMAND",
+        "BASH_FUNC_ls",
+        "LESSOPEN",
+        "REQUESTS_CA_BUNDLE",
+        "CLAUDE_CONFIG_DIR",
     ],
 )
 def test_bad_or_reserved_env_names(name):
@@ -312,7 +414,12 @@ def test_memory_units(text, expected):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "g", "4x", "4gb", "4 gigs", "-1g", "0", "0m", "5m", "1k", "4t", True, None, 1.5]
+    "text",
+    [
+        *("", "g", "4x", "4gb", "4 gigs", "-1g", "0", "0m", "5m", "1k", "4t", True, None, 1.5),
+        # ASCII digits only (Python's int() and float() would take these)
+        *("1_000m", "\u0664g", "\uff14g", "4\u00a0g"),
+    ],
 )
 def test_memory_rejected(text):
     with pytest.raises(RunSpecError, match="memory"):
@@ -331,7 +438,10 @@ def test_cpus_accepted(host, cpus, nano):
     assert spec.nano_cpus == (nano or int(float(cpus) * 1e9))
 
 
-@pytest.mark.parametrize("cpus", [0, -1, 0.001, 3, "3", 2.01, "abc", "nan", "inf", True, [1]])
+@pytest.mark.parametrize(
+    "cpus",
+    [0, -1, 0.001, 3, "3", 2.01, "abc", "nan", "inf", True, [1], "1_0", "\u0661", "1e0", " 0x1"],
+)
 def test_cpus_rejected_with_range(host, cpus):
     assert "allowed: 0.01 to 2" in error_of(host, ssh="none", cpus=cpus)
 
@@ -343,7 +453,9 @@ def test_default_cpus_fit_a_small_host(home):
         build_spec({"ssh": "none", "cpus": 2}, host=small)
 
 
-@pytest.mark.parametrize("pids", [0, -5, "0", "ten", 1.5, True, None, 4194305])
+@pytest.mark.parametrize(
+    "pids", [0, -5, "0", "ten", 1.5, True, None, 4194305, "1_00", "\u0661\u0660", "\uff11"]
+)
 def test_pids_rejected(host, pids):
     settings = {"ssh": "none", "pids_limit": pids}
     if pids is None:
@@ -381,6 +493,43 @@ def test_limits_max_is_a_ceiling(host, settings, fragment):
     limits = {"memory": "8g", "cpus": 1, "pids_limit": 200}
     message = error_of(host, ssh="none", limits_max=limits, **settings)
     assert fragment in message
+
+
+@pytest.mark.parametrize("name", ["memory", "memory_swap", "home_size", "tmp_size"])
+def test_sizes_never_above_the_host_s_memory(home, name):
+    small = Host(1000, 1000, "alice", str(home), 2, {}, 2 * 1024**3)
+    settings = {"ssh": "none", "memory": "1g", name: "3g"}
+    with pytest.raises(RunSpecError, match=f"{name}: 3g is more than this host's memory"):
+        build_spec(settings, host=small)
+    build_spec(dict(settings, **{name: "2g"}), host=small)
+
+
+@pytest.mark.parametrize(
+    ("allowed", "image", "ok"),
+    [
+        (["devenv:*"], "devenv:1.2.3", True),
+        (["devenv:*", "team/devenv-*:v1.*"], "team/devenv-go:v1.4.0", True),
+        (["devenv:latest"], "devenv:1.2.3", False),
+        (["devenv:*"], "evil/devenv:1", False),
+    ],
+)
+def test_images_only_from_the_administrator_s_list(host, allowed, image, ok):
+    settings = {"ssh": "none", "images_allowed": allowed, "image": image}
+    if ok:
+        assert build_spec(settings, host=host).image == image
+    else:
+        assert "not among the images the administrator allows" in error_of(host, **settings)
+
+
+def test_root_needs_an_engine_that_remaps_users_or_an_accepted_risk(host):
+    root = spec_of(host, ssh="none", run_as_root=True)
+    assert root.needs_userns
+    rs.check_engine_info(root, {"SecurityOptions": ["name=seccomp", "name=userns"]})
+    with pytest.raises(RunSpecError, match="does not remap users"):
+        rs.check_engine_info(root, {"SecurityOptions": ["name=seccomp,profile=default"]})
+    accepted = spec_of(host, ssh="none", run_as_root=True, root_without_userns=True)
+    rs.check_engine_info(accepted, {"SecurityOptions": []})
+    rs.check_engine_info(spec_of(host, ssh="none"), {})
 
 
 def test_limits_max_may_exceed_the_host_but_runs_may_not(host):
@@ -783,6 +932,7 @@ def test_writable_root_filesystem_switch(host):
         {"-x": "1"},
         {"a..b": "1"},
         {"io.kuatecno.devenv.managed": "false"},
+        {"io.kuatecno.devenv.uid": "0"},
         {"ok.key": "multi\nline"},
         {"ok.key": 1},
         {"": "1"},
@@ -798,6 +948,7 @@ def test_extra_labels_pass_through(host):
     labels = flag_values(spec.docker_argv(tty=False, interactive=False), "--label")
     assert labels == [
         "io.kuatecno.devenv.managed=true",
+        "io.kuatecno.devenv.uid=1000",
         "io.kuatecno.devenv.test=1",
         "team=a=b",
     ]

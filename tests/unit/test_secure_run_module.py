@@ -56,8 +56,14 @@ def test_argument_spec_matches_documentation():
 def test_documentation_examples_and_return_parse():
     doc = _doc()
     assert doc["module"] == "secure_run"
-    assert set(doc["attributes"]) == {"check_mode", "diff_mode", "platform"}
+    assert set(doc["attributes"]) == {"action_group", "check_mode", "diff_mode", "platform"}
     assert doc["attributes"]["check_mode"]["support"] == "full"
+    # The action group it documents is the one meta/runtime.yml defines (module_defaults).
+    assert doc["attributes"]["action_group"]["membership"] == ["kuatecno.devenv.docker"]
+    runtime = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "collections/devenv/meta/runtime.yml").read_text()
+    )
+    assert "secure_run" in runtime["action_groups"]["docker"]
     assert doc["version_added"]
     examples = yaml.safe_load(secure_run.EXAMPLES)
     assert all("kuatecno.devenv.secure_run" in task for task in examples)
@@ -346,7 +352,8 @@ def test_planned_spec_holds_no_secret_value(tmp_path):
     view = sr.planned(spec)
     text = json.dumps(view)
     assert SECRET not in text and "x-env-value" not in text
-    assert f"API_KEY={_engine.REDACTED}" in view["body"]["Env"]
+    assert view["body"]["Env"] == ["HOME=/home/dev", f"MODE={_engine.REDACTED}"]
+    assert view["secret_names"] == ["MODE", "API_KEY"]
     assert view["body"]["HostConfig"] == spec.engine_create_body()["HostConfig"]
 
 
@@ -454,6 +461,42 @@ class FakeAPI:
     def remove_container(self, cid, force=False):
         self.calls.append("remove")
 
+    def exec_create(self, cid, cmd, **kwargs):
+        self.calls.append("exec_create")
+        self.exec_args = (cmd, kwargs)
+        return {"Id": "eid"}
+
+    def exec_start(self, exec_id, socket=False):
+        self.calls.append("exec_start")
+        self.start_socket = FakeSocket()
+        return self.start_socket
+
+    def exec_inspect(self, exec_id):
+        self.calls.append("exec_inspect")
+        return {"Running": False, "ExitCode": 0}
+
+
+class FakeSocket:
+    """The hijacked exec stream: records what is written until the write side shuts."""
+
+    def __init__(self):
+        self.sent = b""
+        self.shut = False
+        self.closed = False
+
+    def sendall(self, data):
+        assert not self.shut
+        self.sent += data
+
+    def shutdown(self, how):
+        self.shut = True
+
+    def recv(self, size):
+        return b""
+
+    def close(self):
+        self.closed = True
+
 
 @pytest.fixture
 def no_watchdog(monkeypatch):
@@ -480,9 +523,22 @@ def _run(api, spec, **kwargs):
 def test_run_orders_the_calls_so_nothing_is_pulled_or_lost(no_watchdog, spec):
     api = FakeAPI(exit_code=3)
     result = _run(api, spec)
-    assert api.calls == ["inspect_image", "create", "inspect", "events", "attach", "start"]
+    assert api.calls == [
+        "inspect_image",
+        "create",
+        "inspect",
+        "events",
+        "attach",
+        "start",
+        *("exec_create", "exec_start", "exec_inspect"),  # the start payload, by stdin
+    ]
     assert api.body == spec.engine_create_body()  # the spec's body, sent untouched
     assert api.name == spec.name
+    assert SECRET not in json.dumps(api.body)
+    assert api.start_socket.sent == spec.start_payload() and api.start_socket.shut
+    assert api.exec_args == (list(_runspec.DELIVER_COMMAND), {
+        "stdin": True, "stdout": False, "stderr": False, "user": spec.user,
+    })  # fmt: skip
     assert api.events_kwargs["since"] == 1767323045
     assert api.events_kwargs["filters"] == {"type": "container", "container": "cid"}
     assert result["rc"] == 3 and result["removed"] and not result["oom_killed"]
@@ -587,7 +643,8 @@ def test_check_mode_returns_the_plan_and_touches_no_engine(tmp_path, capsys, mon
     )
     assert result["ran"] is False and result["changed"] is True
     assert "failed" not in result or result["failed"] is False
-    assert result["spec"]["body"]["Cmd"] == ["claude", "--version"]
+    assert result["spec"]["body"]["Cmd"][-2:] == ["claude", "--version"]
+    assert result["spec"]["body"]["Cmd"][3] == "devenv-start"  # waits for its secrets
     assert result["spec"]["body"]["HostConfig"]["CapDrop"] == ["ALL"]
     assert result["spec"]["secret_names"] == ["API_KEY"]
     assert SECRET not in json.dumps(result)
@@ -630,3 +687,19 @@ def test_ansible_doc_renders_the_module():
     for text in ("expected_rc", "infisical", "RETURN VALUES", "memory limit reached"):
         assert text in proc.stdout
     assert "ERROR" not in proc.stderr and "WARNING" not in proc.stderr
+
+
+@pytest.mark.parametrize("option", ["memory", "memory_swap"])
+def test_the_module_refuses_a_limit_above_the_host_s_memory(tmp_path, capsys, monkeypatch, option):
+    monkeypatch.setattr(_engine.Engine, "connect", lambda *a: pytest.fail("engine used"))
+    args = {
+        "image": "devenv-test/debian:13",
+        "command": ["true"],
+        "code_dir": str(tmp_path),
+        "user": "1000:1000",
+        "memory": "1g",
+    }
+    args[option] = "4096g"
+    result = _run_module(args, capsys)
+    assert result["failed"] is True and result["ran"] is False
+    assert f"{option}: 4096g is more than this host's memory" in result["msg"]

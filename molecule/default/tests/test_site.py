@@ -114,6 +114,14 @@ def test_image_tagged_and_labelled(host):
     assert latest == host.check_output("docker image inspect --format '{{.Id}}' devenv:v1.0.0")
 
 
+def test_users_reach_the_engine_only_through_the_door(host):
+    groups = host.check_output("id -nG alice").split()
+    assert "devenv" in groups and "docker" not in groups
+    assert host.file("/etc/sudoers.d/devenv").mode == 0o440
+    denied = _as(host, "alice", "docker ps")
+    assert denied.rc != 0 and "permission denied" in denied.stderr.lower()
+
+
 def test_dev_runs_as_the_user_with_app_and_limits(host):
     script = (
         "id -u; id -g; pwd; touch /app/made-in-dev; "

@@ -14,8 +14,10 @@ is left behind:
 3. ``inspect`` reads back the effective settings;
 4. the event stream (``oom``, ``die``, ``destroy``) and the output stream are attached
    *before* ``start``: with auto-removal the output vanishes with the container;
-5. ``start``; wait for ``destroy`` with a deadline; on timeout ``kill`` (then the daemon
-   removes it).
+5. ``start``; a run with secrets (or files to seed) then waits in its start step until
+   ``deliver`` writes the start payload to the standard input of an exec: a stream the
+   engine never stores, so no secret is part of the container's configuration;
+6. wait for ``destroy`` with a deadline; on timeout ``kill`` (then the daemon removes it).
 
 A container that was created but never started is not auto-removed by the daemon. A
 ``finally`` clause and handlers for SIGTERM, SIGINT and SIGHUP remove it; for SIGKILL,
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -46,7 +49,10 @@ except ImportError as exc:  # pragma: no cover - depends on the target host
     HAS_DOCKER_SDK = False
     DOCKER_SDK_IMPORT_ERROR = exc
 
-from ansible_collections.kuatecno.devenv.plugins.module_utils._runspec import RunSpec
+from ansible_collections.kuatecno.devenv.plugins.module_utils._runspec import (
+    DELIVER_COMMAND,
+    RunSpec,
+)
 
 REDACTED = "**REDACTED**"
 DEFAULT_API_TIMEOUT = 60
@@ -241,10 +247,10 @@ class Engine:
             ) from exc
         return cls(api, stream_api, docker_host)
 
-    def require_image(self, image: str) -> None:
-        """Fail unless the image is present locally; a run never pulls."""
+    def require_image(self, image: str) -> str:
+        """Fail unless the image is present locally (a run never pulls); its id."""
         try:
-            self.api.inspect_image(image)
+            return (self.api.inspect_image(image) or {}).get("Id") or ""
         except docker_errors.ImageNotFound as exc:
             raise SecureRunError(
                 f"image '{image}' is not present on this host and is never pulled at run "
@@ -270,6 +276,8 @@ class Engine:
             one.start()
             _release_watchdog(watchdog)
             watchdog = None
+            if spec.uses_start:
+                one.deliver(spec)
             timed_out = one.wait(timeout)
         except _Interrupted as exc:
             if one.started:
@@ -352,6 +360,46 @@ class _Run:
                 f"the engine could not start the container: {exc.explanation or exc}"
             ) from exc
         self.started = True
+
+    def deliver(self, spec: RunSpec) -> None:
+        """The start payload, through an exec's standard input; the container is killed
+        (and removed by the engine) when it cannot be handed over."""
+        try:
+            created = self.api.exec_create(
+                self.container_id,
+                list(DELIVER_COMMAND),
+                stdin=True,
+                stdout=False,
+                stderr=False,
+                user=spec.user,
+            )
+            stream = self.api.exec_start(created["Id"], socket=True)
+            raw = getattr(stream, "_sock", stream)
+            try:
+                raw.sendall(spec.start_payload())
+                raw.shutdown(socket.SHUT_WR)
+                while raw.recv(65536):
+                    pass
+            finally:
+                stream.close()
+            code = self._exit_code(created["Id"])
+        except (docker_errors.APIError, OSError) as exc:
+            _kill(self.api, self.container_id)
+            raise SecureRunError(f"could not hand the start to the container: {exc}") from exc
+        if code != 0:
+            _kill(self.api, self.container_id)
+            raise SecureRunError(
+                f"could not hand the start to the container (exit {code}); nothing was run"
+            )
+
+    def _exit_code(self, exec_id: str) -> Optional[int]:
+        """The exec's exit status; the stream may close a moment before it has ended."""
+        for _attempt in range(100):
+            info = self.api.exec_inspect(exec_id)
+            if not info.get("Running"):
+                return info.get("ExitCode")
+            time.sleep(0.02)
+        return None
 
     def wait(self, timeout: float) -> bool:
         """Wait for the removal; kill at the deadline. True when it timed out."""

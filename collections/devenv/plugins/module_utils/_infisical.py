@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # annotations only; typing costs start-up time
 __all__ = [
     "TOKEN_VARIABLES",
     "SecretsError",
+    "Stopped",
     "build_argv",
     "environ_with_token",
     "fetch_secrets",
@@ -95,9 +96,47 @@ def environ_with_token(environ: Mapping[str, str], token: str) -> dict[str, str]
     return env
 
 
-def _run(argv: list, env: dict, timeout: float) -> tuple[int, bytes, bytes]:
-    # Own process group, so a timeout or Ctrl-C can kill the CLI and anything it started,
-    # and a terminal's Ctrl-C reaches us (who clean up) rather than the CLI alone.
+class Stopped(BaseException):
+    """A TERM or HUP ended the fetch (the CLI and everything it started were killed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _warden(group: int) -> tuple[int, int]:
+    """A forked child that SIGKILLs the CLI's process group should this process die
+    before it says the fetch is over: a SIGKILL cannot be handled, but the end of a pipe
+    it held can be read. Returns (warden pid, the pipe's write end)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the warden: no Python clean-up, nothing printed
+        try:
+            os.close(write)
+            os.setsid()  # not in the terminal's group: a Ctrl-C is not for it
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+                signal.signal(signum, signal.SIG_IGN)
+            os.closerange(0, read)
+            os.closerange(read + 1, 4096)
+            if os.read(read, 1) == b"":
+                os.killpg(group, signal.SIGKILL)
+        except BaseException:  # noqa: S110 - the warden must exit in every case
+            pass
+        os._exit(0)
+    os.close(read)
+    return pid, write
+
+
+def _run(
+    argv: list, env: dict, timeout: float, identity: Optional[tuple] = None
+) -> tuple[int, bytes, bytes]:
+    """Run the CLI (as `identity` = (uid, gid, groups) when given) in its own process
+    group, so a timeout, Ctrl-C, TERM, HUP - or this process's death, through the warden
+    - kills the CLI and anything it started; a terminal's Ctrl-C reaches us (who clean
+    up) rather than the CLI alone."""
+    extra = {}
+    if identity is not None:
+        extra = {"user": identity[0], "group": identity[1], "extra_groups": list(identity[2])}
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -105,10 +144,20 @@ def _run(argv: list, env: dict, timeout: float) -> tuple[int, bytes, bytes]:
         stderr=subprocess.PIPE,
         env=env,
         start_new_session=True,
+        **extra,
     )
+    warden, lifeline = _warden(proc.pid)
+    previous = {}
+    if threading_main():
+
+        def stop(signum: int, _frame: Any) -> None:
+            raise Stopped(signum)
+
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, stop)
     try:
         out, err = proc.communicate(timeout=timeout)
-    except BaseException:  # TimeoutExpired, KeyboardInterrupt, anything: leave no child
+    except BaseException:  # TimeoutExpired, KeyboardInterrupt, Stopped: leave no child
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except OSError:
@@ -119,7 +168,20 @@ def _run(argv: list, env: dict, timeout: float) -> tuple[int, bytes, bytes]:
         except subprocess.TimeoutExpired:
             pass
         raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        os.write(lifeline, b"d")  # the fetch is over: the warden leaves the group alone
+        os.close(lifeline)
+        os.waitpid(warden, 0)
     return proc.returncode, out, err
+
+
+def threading_main() -> bool:
+    """Signal handlers can only be set in the main thread."""
+    import threading  # noqa: PLC0415 - already imported by subprocess
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _reject_constant(name: str) -> Any:
@@ -177,15 +239,21 @@ def fetch_secrets(
     *,
     environ: Optional[Mapping[str, str]] = None,
     runner: Optional[Runner] = None,
+    identity: Optional[tuple] = None,
 ) -> dict[str, str]:
-    """Run the Infisical CLI and return validated {name: value}. Raises SecretsError
-    with one clear message (never a value); lets KeyboardInterrupt through after the
-    CLI has been killed. `settings` is the `secrets` mapping (or settings holding one)."""
+    """Run the Infisical CLI (as `identity` = (uid, gid, groups) when given) and return
+    validated {name: value}. Raises SecretsError with one clear message (never a value);
+    lets KeyboardInterrupt and Stopped (TERM, HUP) through after the CLI and everything
+    it started have been killed. `settings` is the `secrets` mapping (or settings holding
+    one); `environ` is the CLI's whole environment."""
     config = _config(settings)
     argv = build_argv(config)
     env = dict(os.environ if environ is None else environ)
     try:
-        code, out, err = (runner or _run)(argv, env, float(config["timeout"]))
+        if runner is not None:
+            code, out, err = runner(argv, env, float(config["timeout"]))
+        else:
+            code, out, err = _run(argv, env, float(config["timeout"]), identity)
     except FileNotFoundError:
         raise SecretsError(
             f"the Infisical CLI ({config['binary']}) is not installed or not on PATH"

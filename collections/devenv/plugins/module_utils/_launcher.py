@@ -19,8 +19,20 @@ import json
 import os
 import sys
 
-from ._runspec import Host, RunSpec, check_config, expand_home, resolve
+from ._engineapi import engine_socket, request
+from ._runspec import (
+    START_WAIT,
+    Host,
+    RunSpec,
+    audit,
+    check_config,
+    check_engine_info,
+    expand_home,
+    resolve,
+    verify_pins,
+)
 from ._settings import FLAG, SETTINGS, SYSTEM, USER, RunSpecError, Settings, flag_names, parse
+from ._settings import MANAGED_LABEL as MANAGED_LABEL_KEY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only; typing costs start-up time
@@ -30,11 +42,20 @@ if TYPE_CHECKING:  # annotations only; typing costs start-up time
 # The files of the installed launcher library, in <prefix>/lib/devenv/devenv_lib/. The one
 # list: tests/support/install_launcher.py reads it, and the devenv_launcher role's
 # `_devenv_launcher_lib_files` is kept equal to it by tests/unit/test_launcher.py.
-LAUNCHER_FILES = ("__init__.py", "_settings.py", "_runspec.py", "_infisical.py", "_launcher.py")
+LAUNCHER_FILES = (
+    "__init__.py",
+    "_settings.py",
+    "_runspec.py",
+    "_engineapi.py",
+    "_infisical.py",
+    "_launcher.py",
+)
 
 SYSTEM_CONFIG = "/etc/devenv/config.json"
 IMAGE_HINT = "ansible-playbook playbooks/site.yml --tags image"
 ENGINE_TIMEOUT = 5.0
+# Seconds the launcher waits for its container to run before it hands over the start.
+START_DEADLINE = START_WAIT / 2
 
 EXIT_USAGE = 2  # bad command line or configuration: nothing was fetched or started
 EXIT_LAUNCH = 125  # engine, image, secrets or docker CLI problem before the container ran
@@ -102,6 +123,22 @@ _COMMANDS = (
         "Print every setting with its value and where it comes from (default, system\n"
         "file, users.<login>, user file), then how a run would resolve.",
         lambda: [("--check FILE", "validate a system configuration file and exit")],
+        None,
+    ),
+    (
+        "ps",
+        "list your running devenv containers",
+        "ps",
+        "List the devenv containers you started that still run: name, image, status.",
+        list,
+        None,
+    ),
+    (
+        "stop",
+        "stop one of your running devenv containers",
+        "stop NAME",
+        "Stop the devenv container NAME (as `devenv ps` lists it); only your own.",
+        list,
         None,
     ),
     (
@@ -259,7 +296,8 @@ def load_settings(flags: Mapping[str, Any], host: Host, environ: Mapping[str, st
     system = _load(system_path, "system configuration")
     if system is not None:
         layers.append((f"system file {system_path}", SYSTEM, system))
-    user = _load(user_path, "user configuration")
+    with host.identity():  # the user's own file, read with the user's rights
+        user = _load(user_path, "user configuration")
     if user is not None:
         layers.append((f"user file {user_path}", USER, user))
     if flags:
@@ -275,10 +313,11 @@ def default_workdir(settings: Settings, host: Host) -> Settings:
     if settings.source("workdir") != "default":
         return settings
     try:
-        here = os.path.realpath(os.getcwd())
+        with host.identity():
+            here = os.path.realpath(os.getcwd())
+            base = os.path.realpath(expand_home(settings["code_dir"], host.home)).rstrip("/")
     except OSError:
         return settings
-    base = os.path.realpath(expand_home(settings["code_dir"], host.home)).rstrip("/")
     if here != base and here.startswith(base + "/"):
         relative = here[len(base) + 1 :]
         if not any(c in relative for c in ',=:"') and relative.isprintable():
@@ -287,62 +326,6 @@ def default_workdir(settings: Settings, host: Host) -> Settings:
 
 
 # ---------------------------------------------------------------- the engine
-
-
-def _read_json(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
-def _engine_socket(environ: Mapping[str, str], home: str) -> Optional[str]:
-    """The engine's unix socket when it can be talked to directly (the docker CLI's own
-    order: DOCKER_HOST, DOCKER_CONTEXT, the config's current context), else None: then
-    the docker CLI itself is asked (TCP, SSH, unreadable contexts)."""
-    docker_host = environ.get("DOCKER_HOST")
-    if docker_host:
-        return docker_host[len("unix://") :] if docker_host.startswith("unix://") else None
-    config_dir = environ.get("DOCKER_CONFIG") or os.path.join(home, ".docker")
-    context = environ.get("DOCKER_CONTEXT")
-    if not context:
-        config = _read_json(os.path.join(config_dir, "config.json"))
-        context = config.get("currentContext") if isinstance(config, dict) else None
-    if not context or context == "default":
-        return "/var/run/docker.sock"
-    import hashlib  # noqa: PLC0415 - only with a docker context (Docker Desktop)
-
-    digest = hashlib.sha256(context.encode("utf-8")).hexdigest()
-    meta = _read_json(os.path.join(config_dir, "contexts", "meta", digest, "meta.json"))
-    try:
-        host = meta["Endpoints"]["docker"]["Host"]
-    except (TypeError, KeyError):
-        return None
-    if isinstance(host, str) and host.startswith("unix://"):
-        return host[len("unix://") :]
-    return None
-
-
-def _api_get(sock_path: str, path: str) -> tuple[int, bytes]:
-    import socket  # noqa: PLC0415 - lean start-up: only when the engine is checked
-
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(ENGINE_TIMEOUT)
-        conn.connect(sock_path)
-        conn.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode("ascii"))
-        chunks = []
-        while True:
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    head, _sep, body = b"".join(chunks).partition(b"\r\n\r\n")
-    try:
-        status = int(head.split(b" ", 2)[1])
-    except (IndexError, ValueError):
-        status = 0
-    return status, body
 
 
 def _cli(argv: list[str], environ: Mapping[str, str]) -> tuple[int, str]:
@@ -364,19 +347,25 @@ def _cli(argv: list[str], environ: Mapping[str, str]) -> tuple[int, str]:
     return done.returncode, (done.stderr or done.stdout).decode("utf-8", "replace").strip()
 
 
-def check_engine(image: str, environ: Mapping[str, str], home: str) -> None:
+def check_engine(spec: RunSpec, environ: Mapping[str, str], home: str) -> str:
     """Image present locally, in one round trip that also proves the engine answers; one
-    clear message otherwise."""
+    clear message otherwise. A run as root also asks whether the engine remaps users.
+    Returns the image's id (for the audit line)."""
+    image = spec.image
     missing = (
         f"the image {image} is not on this host, and devenv never pulls at run time. "
         f"Build it with `{IMAGE_HINT}` (or `docker pull {image}` / `docker load` it "
         "yourself)"
     )
-    sock = _engine_socket(environ, home)
+    sock = engine_socket(environ, home)
     if sock is None:
         code, text = _cli(["docker", "image", "inspect", "--format", "{{.Id}}", image], environ)
         if code == 0:
-            return
+            image_id = text
+            if spec.needs_userns:
+                code, text = _cli(["docker", "info", "--format", "{{json .}}"], environ)
+                check_engine_info(spec, json.loads(text) if code == 0 else {})
+            return image_id
         if "no such image" in text.lower():
             raise LaunchError(missing)
         raise LaunchError(
@@ -386,7 +375,7 @@ def check_engine(image: str, environ: Mapping[str, str], home: str) -> None:
     where = f"unix://{sock}"
     try:
         # The reference was validated by the run spec: only [A-Za-z0-9._:/@-], URL-safe.
-        status, _body = _api_get(sock, f"/images/{image}/json")
+        status, body = request(sock, "GET", f"/images/{image}/json")
     except PermissionError:
         raise LaunchError(
             f"permission denied on the Docker engine socket {where}: add your user to the "
@@ -405,6 +394,14 @@ def check_engine(image: str, environ: Mapping[str, str], home: str) -> None:
         raise LaunchError(
             f"the Docker engine at {where} is not ready (HTTP {status} looking up {image})"
         )
+    if spec.needs_userns:
+        from ._engineapi import request_json  # noqa: PLC0415 - only for runs as root
+
+        check_engine_info(spec, request_json(sock, "GET", "/info")[1])
+    try:
+        return json.loads(body).get("Id") or ""
+    except (ValueError, AttributeError):
+        return ""
 
 
 # ---------------------------------------------------------------- running docker
@@ -444,14 +441,14 @@ def _oom_killed(name: str, since: float, environ: Mapping[str, str], home: str) 
     import time  # noqa: PLC0415 - only after a failed run
 
     until = f"{time.time():.3f}"  # not in the future: the engine would wait for it
-    sock = _engine_socket(environ, home)
+    sock = engine_socket(environ, home)
     if sock is not None:
         from urllib.parse import quote  # noqa: PLC0415 - only after a failed run
 
         filters = json.dumps({"container": [name], "type": ["container"], "event": ["oom"]})
         query = f"since={since:.3f}&until={until}&filters={quote(filters)}"
         try:
-            status, body = _api_get(sock, f"/events?{query}")
+            status, body = request(sock, "GET", f"/events?{query}")
         except OSError:
             return False
         return status == 200 and b'"oom"' in body
@@ -475,9 +472,17 @@ def _oom_killed(name: str, since: float, environ: Mapping[str, str], home: str) 
     return code == 0 and "oom" in text
 
 
-def run_docker(argv: list[str], env: dict[str, str], spec: RunSpec, home: str = "") -> int:
+def run_docker(
+    argv: list[str],
+    env: dict[str, str],
+    spec: RunSpec,
+    home: str = "",
+    engine_env: Optional[Mapping[str, str]] = None,
+) -> int:
     """Run docker as a child (see above); returns the container's exit status. `env` is
-    cleared once docker has it. `home` locates the docker CLI's config (contexts)."""
+    cleared once docker has it. `home` and `engine_env` locate the engine as the docker
+    CLI does (contexts); `engine_env` defaults to this process's environment."""
+    engine_env = os.environ if engine_env is None else engine_env
     import signal  # noqa: PLC0415 - lean start-up
     import time  # noqa: PLC0415 - lean start-up
 
@@ -495,7 +500,17 @@ def run_docker(argv: list[str], env: dict[str, str], spec: RunSpec, home: str = 
         raise LaunchError("the docker CLI is not installed or not on PATH") from None
     env.clear()
     _forward_signals(pid)
+    failure = None
+    if spec.uses_start:
+        try:
+            deliver_start(spec, pid, engine_env, home)
+        except (LaunchError, RunSpecError) as exc:
+            failure = exc if isinstance(exc, LaunchError) else LaunchError(str(exc))
+            _kill_container(spec.name, engine_env, home)
     _pid, status = os.waitpid(pid, 0)
+    if failure is not None:
+        _err(str(failure))
+        return failure.code
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
         signal.signal(-code, signal.SIG_DFL)
@@ -505,7 +520,7 @@ def run_docker(argv: list[str], env: dict[str, str], spec: RunSpec, home: str = 
         "Raise --memory or the configured memory (up to the administrator's limit), or "
         "reduce the workload."
     )
-    if code != 0 and _oom_killed(spec.name, started, os.environ, home):
+    if code != 0 and _oom_killed(spec.name, started, engine_env, home):
         _err(
             f"the container reached its memory limit ({_size(spec.memory)}) and a process "
             f"was killed (exit {code}). {advice}"
@@ -519,6 +534,94 @@ def run_docker(argv: list[str], env: dict[str, str], spec: RunSpec, home: str = 
             f"out-of-memory kill. {advice}"
         )
     return code
+
+
+def _child_ended(pid: int) -> bool:
+    """Has the docker child ended? Asked without reaping it (run_docker waits for it)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def deliver_start(spec: RunSpec, child: int, environ: Mapping[str, str], home: str) -> None:
+    """Hand the start payload (secrets, seed files) to the container once it runs,
+    through the standard input of an exec. Raises LaunchError; the payload never goes
+    to a file, a command line or the container's configuration."""
+    import time  # noqa: PLC0415 - lean start-up
+
+    from ._runspec import DELIVER_COMMAND  # noqa: PLC0415 - only for runs with a start
+
+    deadline = time.monotonic() + START_DEADLINE
+    sock = engine_socket(environ, home)
+    while True:
+        if _child_ended(child):
+            raise LaunchError("docker ended before the container started; nothing was run")
+        if time.monotonic() > deadline:
+            raise LaunchError(
+                f"the container did not start within {START_DEADLINE:g} s; nothing was run"
+            )
+        pid = 0
+        if sock is None:
+            code, text = _cli(
+                ["docker", "inspect", "--format", "{{.State.Running}} {{.State.Pid}}", spec.name],
+                environ,
+            )
+            running = code == 0 and text.startswith("true ")
+            pid = int(text.split()[1]) if running else 0
+        else:
+            try:
+                from ._engineapi import container_state  # noqa: PLC0415 - lean start-up
+
+                state = container_state(sock, spec.name)
+            except OSError as exc:
+                raise LaunchError(f"lost the Docker engine while starting ({exc})") from None
+            running = bool(state and state.get("Running"))
+            pid = int(state.get("Pid") or 0) if running else 0
+            if state and state.get("Status") in ("exited", "dead"):
+                raise LaunchError("the container ended before it got its start; nothing was run")
+        if running:
+            break
+        time.sleep(0.01)
+    # The gate: the command has not run yet; its mounts must be what was vetted.
+    verify_pins(spec, pid)
+    payload = spec.start_payload()
+    if sock is None:
+        code = _cli_input(
+            ["docker", "exec", "-i", "--user", spec.user, spec.name, *DELIVER_COMMAND],
+            environ,
+            payload,
+        )
+    else:
+        from ._engineapi import exec_with_input  # noqa: PLC0415 - lean start-up
+
+        try:
+            code = exec_with_input(sock, spec.name, list(DELIVER_COMMAND), spec.user, payload)
+        except OSError as exc:
+            raise LaunchError(f"could not hand the start to the container ({exc})") from None
+    if code != 0:
+        raise LaunchError(f"could not hand the start to the container (exit {code})")
+
+
+def _cli_input(argv: list[str], environ: Mapping[str, str], data: bytes) -> int:
+    import subprocess  # noqa: PLC0415 - only for engines behind the docker CLI
+
+    done = subprocess.run(
+        argv, env=dict(environ), input=data, capture_output=True, timeout=60, check=False
+    )
+    return done.returncode
+
+
+def _kill_container(name: str, environ: Mapping[str, str], home: str) -> None:
+    """Stop a container that could not be given its start (it would wait, then end)."""
+    sock = engine_socket(environ, home)
+    try:
+        if sock is None:
+            _cli(["docker", "kill", name], environ)
+        else:
+            request(sock, "POST", f"/containers/{name}/kill")
+    except (OSError, LaunchError):
+        pass
 
 
 def _size(number: int) -> str:
@@ -545,43 +648,94 @@ def cmd_run(args: list[str]) -> int:
     if command:
         flags = dict(flags, command=command)
     host = Host.current()
-    environ = os.environ
-    settings = default_workdir(load_settings(flags, host, environ), host)
+    user_env, engine_env, engine_home = _sides(host)
+    settings = default_workdir(load_settings(flags, host, user_env), host)
     # 1. Everything validated before anything is fetched or started: one RunSpec.
     spec = resolve(settings, host)
     _report(spec)
     # 2. Engine and image, before any secret is fetched.
+    image_id = ""
     if not options["dry_run"]:
-        check_engine(spec.image, environ, host.home)
+        image_id = check_engine(spec, engine_env, engine_home)
     # 3. Secrets, attached to the same spec.
     if settings["secrets"] and not options["no_secrets"]:
-        from . import _infisical  # noqa: PLC0415 - lean start-up: only runs with secrets
-
-        source, hidden = _infisical.token_source(environ)
-        for name in hidden:
-            _err(f"note: {name} is set, but the Infisical CLI uses {source} (read first)")
-        try:
-            secrets = _infisical.fetch_secrets(settings["secrets"], environ=environ)
-        except _infisical.SecretsError as exc:
-            raise LaunchError(
-                f"secrets: {exc}. Nothing was started (--no-secrets starts without them)."
-            ) from None
-        spec = spec.with_secrets(secrets)
-        secrets.clear()
+        spec = spec.with_secrets(_fetch_secrets(settings["secrets"], host))
     tty = os.isatty(0) and os.isatty(1)
     argv = spec.docker_argv(tty=tty, interactive=True)
     if options["dry_run"]:
         import shlex  # noqa: PLC0415 - dry runs only
 
         sys.stdout.write(shlex.join(argv) + "\n")
-        names = " ".join(spec.secret_names) or "(none)"
-        sys.stdout.write(f"# passed by name from the environment, values not shown: {names}\n")
+        env_names = " ".join(spec.env) or "(none)"
+        secret_names = " ".join(spec.secrets) or "(none)"
+        sys.stdout.write(
+            f"# from the environment by name: {env_names}; "
+            f"in the start payload: {secret_names} (values not shown)\n"
+        )
         return 0
-    # The docker CLI gets the caller's environment without Infisical credentials, plus
-    # the secrets' values (read by `--env NAME`); nothing else ever holds them.
-    env = {k: v for k, v in environ.items() if not k.upper().startswith("INFISICAL_")}
+    # The docker CLI gets the engine side's environment without Infisical credentials,
+    # plus the configured variables' values (read by `--env NAME`). Secrets never reach
+    # it: they go to the container in the start payload (deliver_start()).
+    env = {k: v for k, v in engine_env.items() if not k.upper().startswith("INFISICAL_")}
     env.update(spec.secret_env())
-    return run_docker(argv, env, spec, host.home)
+    code = run_docker(argv, env, spec, engine_home, engine_env)
+    audit(host, spec, image_id, code)
+    return code
+
+
+# A fixed PATH for what the launcher starts as root (the docker CLI) or as the user.
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def _sides(host: Host) -> tuple[Mapping[str, str], Mapping[str, str], str]:
+    """(the user's environment, the engine side's environment, the engine side's home).
+    Started as the user, all three are this process's. Started as root through sudo, the
+    user's side is what sudo kept (SUDO_KEPT_ENV) and the engine side is root's own,
+    with a fixed PATH: nothing of the user's environment steers the engine."""
+    if not host.sudo:
+        return os.environ, os.environ, host.home
+    import pwd  # noqa: PLC0415 - only through sudo
+
+    root_home = pwd.getpwuid(0).pw_dir
+    user_env = dict(host.environ)
+    if "DEVENV_CONFIG" in os.environ:  # pinned by the installed program, not the user's
+        user_env["DEVENV_CONFIG"] = os.environ["DEVENV_CONFIG"]
+    engine_env = {"PATH": SAFE_PATH, "HOME": root_home}
+    engine_env.update((k, host.environ[k]) for k in ("TERM", "LANG", "LC_ALL") if k in host.environ)
+    return user_env, engine_env, root_home
+
+
+def _fetch_secrets(config: Mapping[str, Any], host: Host) -> dict[str, str]:
+    """The secrets, from the Infisical CLI started as the user: through sudo with the
+    user's ids and a clean environment that holds only their token and who they are."""
+    from . import _infisical  # noqa: PLC0415 - lean start-up: only runs with secrets
+
+    environ: Mapping[str, str] = os.environ
+    identity = None
+    if host.sudo:
+        environ = {
+            "PATH": SAFE_PATH,
+            "HOME": host.home,
+            "USER": host.login,
+            "LOGNAME": host.login,
+            **{k: v for k, v in host.environ.items() if k.startswith("INFISICAL_")},
+        }
+        identity = (host.uid, host.gid, os.getgrouplist(host.login, host.gid))
+    source, hidden = _infisical.token_source(environ)
+    for name in hidden:
+        _err(f"note: {name} is set, but the Infisical CLI uses {source} (read first)")
+    try:
+        return _infisical.fetch_secrets(config, environ=environ, identity=identity)
+    except _infisical.SecretsError as exc:
+        raise LaunchError(
+            f"secrets: {exc}. Nothing was started (--no-secrets starts without them)."
+        ) from None
+    except _infisical.Stopped as exc:
+        raise LaunchError(
+            f"stopped by signal {exc.signum} while fetching secrets; the Infisical CLI was "
+            "ended and nothing was started",
+            128 + exc.signum,
+        ) from None
 
 
 def cmd_config(args: list[str]) -> int:
@@ -650,6 +804,62 @@ def check_file(path: str) -> int:
         raise LaunchError(str(exc), EXIT_USAGE) from None
     for notice in notices:
         _err(f"note: {notice}")
+    return 0
+
+
+def _own_containers(host: Host) -> tuple[list, Mapping[str, str], str]:
+    """The caller's running devenv containers (by the owner label the spec sets)."""
+    from urllib.parse import quote  # noqa: PLC0415 - ps/stop only
+
+    from ._engineapi import request_json  # noqa: PLC0415 - ps/stop only
+    from ._runspec import OWNER_LABEL  # noqa: PLC0415 - ps/stop only
+
+    _user_env, engine_env, engine_home = _sides(host)
+    sock = engine_socket(engine_env, engine_home)
+    if sock is None:
+        raise LaunchError("devenv ps and stop need the engine's unix socket")
+    labels = [f"{MANAGED_LABEL_KEY}=true", f"{OWNER_LABEL}={host.uid}"]
+    query = quote(json.dumps({"label": labels}))
+    try:
+        status, found = request_json(sock, "GET", f"/containers/json?filters={query}")
+    except OSError as exc:
+        raise LaunchError(f"the Docker engine is not reachable ({exc})") from None
+    if status != 200 or not isinstance(found, list):
+        raise LaunchError(f"the Docker engine could not list containers (HTTP {status})")
+    return found, engine_env, sock
+
+
+def cmd_ps(args: list[str]) -> int:
+    if _wants_help(args):
+        sys.stdout.write(command_help("ps"))
+        return 0
+    if args:
+        raise UsageError(f"unknown argument {args[0]!r} for ps", "ps")
+    found, _env, _sock = _own_containers(Host.current())
+    rows = [("NAME", "IMAGE", "STATUS")]
+    rows += [((c.get("Names") or ["?"])[0].lstrip("/"), c.get("Image", ""), c.get("Status", ""))
+             for c in found]  # fmt: skip
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    for name, image, status in rows:
+        sys.stdout.write(f"{name:<{width[0]}}  {image:<{width[1]}}  {status}\n")
+    return 0
+
+
+def cmd_stop(args: list[str]) -> int:
+    if _wants_help(args):
+        sys.stdout.write(command_help("stop"))
+        return 0
+    if len(args) != 1 or args[0].startswith("-"):
+        raise UsageError("stop needs exactly one container NAME (see devenv ps)", "stop")
+    host = Host.current()
+    found, _env, sock = _own_containers(host)
+    names = {n.lstrip("/") for c in found for n in c.get("Names") or []}
+    if args[0] not in names:
+        raise LaunchError(f"no running devenv container of yours is called {args[0]!r} (devenv ps)")
+    status, _body = request(sock, "POST", f"/containers/{args[0]}/stop?t=10", timeout=30)
+    if status not in (204, 304):
+        raise LaunchError(f"the Docker engine could not stop {args[0]} (HTTP {status})")
+    sys.stdout.write(f"stopped {args[0]}\n")
     return 0
 
 

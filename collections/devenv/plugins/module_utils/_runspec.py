@@ -23,6 +23,7 @@ import stat
 from ._settings import (
     CODE_TARGET,
     MANAGED_LABEL,
+    OWNER_LABEL_KEY,
     PER_USER_KEYS,
     SYSTEM,
     TMP_TARGET,
@@ -52,6 +53,7 @@ __all__ = [
     "Mount",
     "RunSpec",
     "RunSpecError",
+    "audit",
     "build_spec",
     "check_config",
     "format_memory",
@@ -61,6 +63,8 @@ __all__ = [
 ]
 
 TEST_LABEL = "io.kuatecno.devenv.test"
+# Whose container it is (the invoking user's uid): `devenv ps` and `stop` go by it.
+OWNER_LABEL = OWNER_LABEL_KEY
 SSH_AGENT_TARGET = "/run/devenv/ssh-agent.sock"
 
 # Host paths that must never be a mount source, nor contain one, nor be inside one.
@@ -98,6 +102,58 @@ ENGINE_SOCKETS = (
 ENGINE_SOCKET_NAMES = ("docker.sock", "containerd.sock", "podman.sock")
 # The uid a configuration check resolves for when no login is named.
 NOBODY = 65534
+
+# ---- the start channel
+# Secrets never become part of the container's configuration (the engine keeps that on
+# disk while the container runs, and containerd's metadata keeps it afterwards). A run
+# that has secrets (or a gate, or files to seed) starts with START_SCRIPT as its first
+# step: it makes a FIFO in a private tmpfs and waits for the start payload, which the
+# launcher or the module writes through the standard input of an exec (DELIVER_COMMAND),
+# a stream the engine never stores; it then exports the variables, writes the seed files
+# into HOME and execs the command. Nothing lands in a file: the FIFO only passes data.
+START_DIR = "/run/devenv"
+START_FIFO = START_DIR + "/start"
+START_WAIT = 60  # seconds the container waits for its start; then it ends, having run nothing
+START_FORMAT = "devenv-start 1"
+START_EXIT = 125  # the start step failed: the command never ran
+DELIVER_COMMAND = ("/bin/sh", "-c", "exec cat >" + START_FIFO)
+# POSIX sh (dash, busybox ash) with coreutils' mkfifo, timeout, base64: every Debian or
+# Ubuntu image has them. Values are base64 (no quoting problem, newlines kept); names
+# and paths were vetted by the run specification and are checked again here.
+START_SCRIPT = r"""set -u
+fail() { echo "devenv: $*; the command was not run" >&2; exit 125; }
+fifo=/run/devenv/start
+umask 077
+mkfifo "$fifo" || fail "cannot prepare the start channel in /run/devenv"
+payload=$(timeout 60 cat "$fifo") || fail "no start from the launcher within 60 s"
+rm -f "$fifo"
+ok=
+IFS='
+'
+set -f
+for line in $payload; do
+  case "$line" in
+    "devenv-start 1") ;;
+    END) ok=1 ;;
+    "E "*)
+      rest=${line#E }; name=${rest%% *}; data=${rest#* }
+      case "$name" in ''|[!A-Za-z_]*|*[!A-Za-z0-9_]*) fail "a bad variable name" ;; esac
+      value=$(printf '%s' "$data" | base64 -d && printf x) || fail "a bad value for $name"
+      export "$name=${value%x}" ;;
+    "F "*)
+      rest=${line#F }; mode=${rest%% *}; rest=${rest#* }; path=${rest%% *}; data=${rest#* }
+      case "$path" in ''|/*|..|../*|*/..|*/../*) fail "a bad file path" ;; esac
+      case "$path" in */*) mkdir -p "$HOME/${path%/*}" || fail "cannot seed $path" ;; esac
+      { printf '%s' "$data" | base64 -d >"$HOME/$path" && chmod "$mode" "$HOME/$path"; } ||
+        fail "cannot seed $path" ;;
+    *) fail "a start payload it cannot read" ;;
+  esac
+done
+[ -n "$ok" ] || fail "a start payload that was cut short"
+unset payload line rest name data value mode path ok IFS
+set +f
+exec "$@"
+"""
 
 
 class _Record:
@@ -152,37 +208,157 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-class Host(_Record):
-    """Facts about the invoking side: uid, gid, login, home, cpu_count, environ."""
+def _physical_memory() -> int:
+    """The machine's memory in bytes (0 where it cannot be told)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return 0
 
-    __slots__ = ("cpu_count", "environ", "gid", "home", "login", "uid")
-    _fields = ("uid", "gid", "login", "home", "cpu_count", "environ")
+
+# What of the caller's environment the launcher takes when sudo started it (the sudoers
+# rule keeps these and resets the rest): the Infisical token, the SSH agent's socket
+# (vetted as the user like any path), and the terminal's type and language.
+SUDO_KEPT_ENV = (
+    "INFISICAL_TOKEN",
+    "INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN",
+    "SSH_AUTH_SOCK",
+    "TERM",
+    "LANG",
+    "LC_ALL",
+)
+
+
+class Host(_Record):
+    """Facts about the invoking side: uid, gid, login, home, cpu_count, environ, memory
+    (bytes; 0: unknown, no ceiling), and `sudo`: the launcher runs as root through the
+    administrator's sudo rule for this user, so it reads the user's side as the user
+    (identity()) and pins what it vetted (see RunSpec.pins)."""
+
+    __slots__ = ("cpu_count", "environ", "gid", "home", "login", "memory", "sudo", "uid")
+    _fields = ("uid", "gid", "login", "home", "cpu_count", "environ", "memory", "sudo")
+    _defaults: ClassVar[dict] = {"memory": 0, "sudo": False}
 
     @classmethod
     def current(cls) -> Host:
         import pwd  # noqa: PLC0415 - imported only when needed; keeps start-up lean
 
+        if os.geteuid() == 0 and "SUDO_UID" in os.environ:
+            return cls._through_sudo(pwd)
         uid = os.getuid()
         try:
             entry = pwd.getpwuid(uid)
             login, home = entry.pw_name, entry.pw_dir
         except KeyError:
             login, home = str(uid), os.environ.get("HOME", "/")
-        return cls(uid, os.getgid(), login, home, _usable_cpus(), dict(os.environ))
+        return cls(
+            uid, os.getgid(), login, home, _usable_cpus(), dict(os.environ), _physical_memory()
+        )
+
+    @classmethod
+    def _through_sudo(cls, pwd: Any) -> Host:
+        """The user sudo says invoked us; nothing else of their environment is taken."""
+        text = os.environ.get("SUDO_UID", "")
+        if not (text.isascii() and text.isdigit()):
+            raise RunSpecError("sudo: SUDO_UID is not a user id; run devenv through dev")
+        try:
+            entry = pwd.getpwuid(int(text))
+        except KeyError:
+            raise RunSpecError(f"sudo: no user has the id {text}") from None
+        if entry.pw_uid == 0:
+            raise RunSpecError(
+                "sudo: root started devenv through sudo; run dev as the person who works "
+                "in the container"
+            )
+        if os.environ.get("SUDO_USER") != entry.pw_name:
+            raise RunSpecError("sudo: SUDO_USER and SUDO_UID disagree; run devenv through dev")
+        environ = {k: os.environ[k] for k in SUDO_KEPT_ENV if k in os.environ}
+        return cls(
+            entry.pw_uid,
+            entry.pw_gid,
+            entry.pw_name,
+            entry.pw_dir,
+            _usable_cpus(),
+            environ,
+            _physical_memory(),
+            True,
+        )
+
+    def identity(self) -> _Identity:
+        """`with host.identity():` acts as the invoking user (effective ids and groups)
+        when the launcher runs as root through sudo; otherwise it changes nothing."""
+        return _Identity(self)
 
     @classmethod
     def for_login(cls, login: Optional[str]) -> Host:
         """The host as `login` would see it, for a configuration check (no environment).
         Without a login: an unprivileged user with no home."""
         if login is None:
-            return cls(NOBODY, NOBODY, "", "/nonexistent", _usable_cpus(), {})
+            return cls(NOBODY, NOBODY, "", "/nonexistent", _usable_cpus(), {}, _physical_memory())
         import pwd  # noqa: PLC0415 - only for configuration checks
 
         try:
             entry = pwd.getpwnam(login)
         except KeyError:
             raise RunSpecError(f"users.{login}: no such user on this host") from None
-        return cls(entry.pw_uid, entry.pw_gid, login, entry.pw_dir, _usable_cpus(), {})
+        return cls(
+            entry.pw_uid, entry.pw_gid, login, entry.pw_dir, _usable_cpus(), {}, _physical_memory()
+        )
+
+
+class _Identity:
+    """Switches the effective uid, gid and groups to the host's user and back."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.saved: Optional[list] = None
+
+    def __enter__(self) -> None:
+        host = self.host
+        if not host.sudo or self.saved is not None:
+            return
+        self.saved = os.getgroups()
+        os.setgroups(os.getgrouplist(host.login, host.gid))
+        os.setegid(host.gid)
+        os.seteuid(host.uid)
+
+    def __exit__(self, *_exc: Any) -> None:
+        if self.saved is None:
+            return
+        os.seteuid(0)
+        os.setegid(0)
+        os.setgroups(self.saved)
+        self.saved = None
+
+
+def _pin(path: str, field_name: str) -> tuple:
+    """(st_dev, st_ino) of what `path` is now, walked one component at a time without
+    following any symlink: what was vetted by its path is exactly this object, or the
+    path changed while it was checked (refused)."""
+    flags = getattr(os, "O_PATH", os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open("/", flags)
+    try:
+        for part in path.strip("/").split("/"):
+            if not part:
+                continue
+            try:
+                step = os.open(part, flags, dir_fd=fd)
+            except OSError as exc:
+                raise RunSpecError(
+                    f"{field_name}: {path} changed while it was checked ({exc.strerror}); "
+                    "nothing was started"
+                ) from None
+            os.close(fd)
+            fd = step
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise RunSpecError(
+                    f"{field_name}: {path} changed while it was checked (a symlink appeared); "
+                    "nothing was started"
+                )
+        info = os.fstat(fd)
+        return info.st_dev, info.st_ino
+    finally:
+        os.close(fd)
 
 
 class Mount(_Record):
@@ -235,6 +411,7 @@ class RunSpec(_Record):
     __slots__ = (
         "command",
         "env",
+        "gated",
         "gid",
         "home",
         "image",
@@ -244,12 +421,15 @@ class RunSpec(_Record):
         "mounts",
         "name",
         "nano_cpus",
+        "needs_userns",
         "network",
         "notices",
         "pids_limit",
+        "pins",
         "plain_env",
         "read_only_rootfs",
         "secrets",
+        "seed_files",
         "ssh",
         "tmpfs",
         "uid",
@@ -278,6 +458,15 @@ class RunSpec(_Record):
         "network",
         "warnings",
         "notices",
+        # The command waits for the launcher's go before it runs (see START_SCRIPT).
+        "gated",
+        # Files written into HOME at start: (path relative to HOME, mode, bytes).
+        "seed_files",
+        # Root in the container: only on an engine that remaps users (check_engine_info).
+        "needs_userns",
+        # (container path, st_dev, st_ino) of each bind mount's vetted source: the gate
+        # checks the running container got exactly these (verify_pins).
+        "pins",
         "env",
         "secrets",
     )
@@ -285,10 +474,14 @@ class RunSpec(_Record):
         "network": "default",
         "warnings": (),
         "notices": (),
+        "gated": False,
+        "seed_files": (),
+        "needs_userns": False,
+        "pins": (),
         "env": {},
         "secrets": {},
     }
-    _hidden = ("env", "secrets")
+    _hidden = ("env", "secrets", "seed_files")
 
     @property
     def user(self) -> str:
@@ -303,9 +496,34 @@ class RunSpec(_Record):
         return self.nano_cpus / 1e9
 
     def secret_env(self) -> dict:
-        """Name -> value of the variables passed by name (configured env and secrets),
-        to merge into the docker CLI's environment."""
-        return dict(self.env, **self.secrets)
+        """Name -> value of the configured variables, passed by name on the docker CLI's
+        command line, to merge into its environment. Secrets are not among them: they
+        travel in the start payload."""
+        return dict(self.env)
+
+    @property
+    def uses_start(self) -> bool:
+        """Whether the command waits for a start payload (see START_SCRIPT)."""
+        return bool(self.secrets or self.seed_files or self.gated)
+
+    def container_command(self) -> tuple:
+        if not self.uses_start:
+            return self.command
+        return ("/bin/sh", "-c", START_SCRIPT, "devenv-start", *self.command)
+
+    def start_payload(self) -> bytes:
+        """What the start step reads: the secrets and the seed files, base64-encoded.
+        Secret: never log, store or put it on a command line."""
+        import base64  # noqa: PLC0415 - only for runs with a start payload
+
+        lines = [START_FORMAT]
+        for name, value in self.secrets.items():
+            encoded = base64.b64encode(value.encode("utf-8", "surrogateescape")).decode()
+            lines.append(f"E {name} {encoded}")
+        for path, mode, data in self.seed_files:
+            lines.append(f"F {mode:04o} {path} {base64.b64encode(data).decode()}")
+        lines.append("END")
+        return ("\n".join(lines) + "\n").encode("ascii")
 
     def with_secrets(self, secrets: Any) -> RunSpec:
         """The same run with `secrets` (a mapping or (name, value) pairs) attached, each
@@ -325,9 +543,17 @@ class RunSpec(_Record):
         no API field: it is the create call's query parameter."""
         host = "HostConfig"
         env_api = [n + "=" + v for n, v in self.plain_env]
-        env_api += [n + "=" + v for n, v in self.secret_env().items()]
-        env_cli = [n + "=" + v for n, v in self.plain_env] + list(self.secret_names)
+        env_api += [n + "=" + v for n, v in self.env.items()]
+        env_cli = [n + "=" + v for n, v in self.plain_env] + list(self.env)
         stdin = (("OpenStdin",), ("StdinOnce",), ("AttachStdin",))
+        tmpfs = list(self.tmpfs)
+        if self.uses_start:
+            tmpfs.append(
+                (
+                    START_DIR,
+                    f"rw,nosuid,nodev,noexec,size=64k,uid={self.uid},gid={self.gid},mode=0700",
+                )
+            )
         return (
             ("--rm", None, ((host, "AutoRemove"),), True),
             ("--init", None, ((host, "Init"),), True),
@@ -354,7 +580,7 @@ class RunSpec(_Record):
                 self.network,
             ),
             ("--read-only", None, ((host, "ReadonlyRootfs"),), self.read_only_rootfs),
-            ("--tmpfs", [t + ":" + o for t, o in self.tmpfs], ((host, "Tmpfs"),), dict(self.tmpfs)),
+            ("--tmpfs", [t + ":" + o for t, o in tmpfs], ((host, "Tmpfs"),), dict(tmpfs)),
             (
                 "--mount",
                 [m.cli() for m in self.mounts],
@@ -369,8 +595,9 @@ class RunSpec(_Record):
         )
 
     def docker_argv(self, *, tty: bool, interactive: bool, docker: str = "docker") -> list:
-        """The `docker run` argv. Secret values never appear: only `--env NAME`, whose
-        value the docker CLI reads from its own environment (see secret_env())."""
+        """The `docker run` argv. No value of a variable appears: configured ones are
+        `--env NAME`, read by the docker CLI from its own environment (secret_env());
+        secrets are not in it at all (start_payload())."""
         # `--pull never` has no API field: the API's create never pulls, the CLI would.
         argv = [docker, "run", "--pull", "never"]
         for flag, values, _fields, value in self.properties(tty=tty, interactive=interactive):
@@ -380,13 +607,13 @@ class RunSpec(_Record):
             else:
                 for item in values:
                     argv += [flag, item]
-        return [*argv, "--", self.image, *self.command]
+        return [*argv, "--", self.image, *self.container_command()]
 
     def engine_create_body(self, *, tty: bool = False, interactive: bool = False) -> dict:
         """The Engine API `ContainerCreate` body. The name is a query parameter of that
-        call: use `self.name`. Secret values are in `Env`: the caller must treat the body
-        as secret (no_log) and never log it."""
-        body: dict = {"Image": self.image, "Cmd": list(self.command)}
+        call: use `self.name`. It holds no secret (they travel in start_payload()); the
+        values of configured `env` are in `Env`."""
+        body: dict = {"Image": self.image, "Cmd": list(self.container_command())}
         body.update((k, _fresh(v)) for k, v in _ENGINE_DEFAULTS.items())
         body["HostConfig"] = {k: _fresh(v) for k, v in _HOST_DEFAULTS.items()}
         for _flag, _values, fields, value in self.properties(tty=tty, interactive=interactive):
@@ -427,6 +654,73 @@ class RunSpec(_Record):
 
 def _fresh(value: Any) -> Any:
     return value.copy() if isinstance(value, (dict, list)) else value
+
+
+def verify_pins(spec: RunSpec, pid: int) -> None:
+    """In the gate (the command has not run yet): every bind mount of the container whose
+    init is `pid` is the very object that was vetted. A source swapped for a link to
+    something else between the check and the engine's mount is refused."""
+    for target, dev, ino in spec.pins:
+        try:
+            info = os.stat(f"/proc/{pid}/root{target}", follow_symlinks=False)
+        except OSError as exc:
+            raise RunSpecError(
+                f"the container's {target} cannot be checked ({exc.strerror}); it was stopped"
+            ) from None
+        if (info.st_dev, info.st_ino) != (dev, ino):
+            raise RunSpecError(
+                f"the source of {target} changed between its check and the engine's mount; "
+                "the container was stopped before anything ran"
+            )
+
+
+def audit(host: Host, spec: RunSpec, image_id: str, code: Any, via: str = "") -> None:
+    """One line per run in the system log (syslog's authpriv on Linux): who, when (the
+    log's own time), image and digest, limits, mounts, secret names, exit status."""
+    try:
+        import syslog  # noqa: PLC0415 - after the run only
+    except ImportError:  # not on every platform
+        return
+    syslog.openlog("devenv", syslog.LOG_PID, getattr(syslog, "LOG_AUTHPRIV", syslog.LOG_AUTH))
+    syslog.syslog(syslog.LOG_INFO, audit_line(host, spec, image_id, code, via))
+    syslog.closelog()
+
+
+def audit_line(host: Host, spec: RunSpec, image_id: str, code: Any, via: str = "") -> str:
+    """The audit line: key=JSON-value pairs, no secret value (secrets by name only)."""
+    import json  # noqa: PLC0415 - after the run only
+
+    mounts = ",".join(f"{m.source}:{m.target}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts)
+    fields = {
+        "user": host.login,
+        "uid": host.uid,
+        "via": via or ("sudo" if host.sudo else "direct"),
+        "container": spec.name,
+        "image": spec.image,
+        "image_id": image_id or "unknown",
+        "memory": spec.memory,
+        "cpus": _format_cpus(spec.nano_cpus),
+        "pids": spec.pids_limit,
+        "mounts": mounts,
+        "secrets": ",".join(spec.secrets),
+        "exit": code,
+    }
+    return "run " + " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items())
+
+
+def check_engine_info(spec: RunSpec, info: Any) -> None:
+    """What only the engine can tell (its `/info`), checked before anything starts: root
+    in the container needs an engine that maps it to an unprivileged host user."""
+    if not spec.needs_userns:
+        return
+    options = (info or {}).get("SecurityOptions") or []
+    if not any(str(o) == "name=userns" or str(o).startswith("name=userns,") for o in options):
+        raise RunSpecError(
+            "run_as_root: this engine does not remap users (userns-remap, the devenv_engine "
+            "role's devenv_engine_userns_remap), so root in the container would be root on "
+            "the host's files in /app; enable userns-remap, or set root_without_userns in "
+            "the system file to accept that risk"
+        )
 
 
 def _format_cpus(nano: int) -> str:
@@ -472,33 +766,19 @@ class _Sources:
         self.check = check
         self.notices: list = []
         self._sockets: Optional[list] = None
+        # real path -> (st_dev, st_ino) of what was vetted, when started through sudo.
+        self.pins: dict = {}
 
     def sockets(self) -> list:
         if self._sockets is None:
             self._sockets = _engine_sockets(self.host.environ)
         return self._sockets
 
-    def vet(
-        self, raw: Any, field_name: str, *, kind: str = "any", required: bool = True
-    ) -> Optional[str]:
-        """Resolve and vet a host path. Returns its real path, or None if it is missing
-        and not required. kind: any (file or directory), dir, socket."""
+    def _refuse_engine_and_system(
+        self, raw: str, real: str, written: str, field_name: str, kind: str
+    ) -> None:
+        """The engine's socket, and system directories (as written and as resolved)."""
         host = self.host
-        if not isinstance(raw, str) or not raw:
-            raise RunSpecError(f"{field_name}: expected a host path")
-        check_chars(raw, field_name)
-        path = _expand(raw, host.home, field_name)
-        if not os.path.isabs(path):
-            raise RunSpecError(f"{field_name}: {raw!r} must be an absolute path (or start with ~/)")
-        # Symlinks are resolved first, so a link to the engine socket or to / is caught too.
-        real = os.path.realpath(path)
-        written = os.path.normpath(path)
-        check_chars(real, field_name)
-        if real == "/" or is_within(os.path.realpath(host.home), real):
-            raise RunSpecError(
-                f"{field_name}: {raw!r} is the filesystem root or the whole home directory "
-                "(or above it); mount a specific subdirectory instead"
-            )
         sockets = self.sockets()
         if (
             real in sockets
@@ -519,6 +799,36 @@ class _Sources:
                     f"{field_name}: {raw!r} is, or contains, the system directory {system}; "
                     "it cannot be mounted"
                 )
+
+    def vet(
+        self,
+        raw: Any,
+        field_name: str,
+        *,
+        kind: str = "any",
+        required: bool = True,
+        write: bool = False,
+    ) -> Optional[str]:
+        """Resolve and vet a host path. Returns its real path, or None if it is missing
+        and not required. kind: any (file or directory), dir, socket; `write`: the
+        container may write it."""
+        host = self.host
+        if not isinstance(raw, str) or not raw:
+            raise RunSpecError(f"{field_name}: expected a host path")
+        check_chars(raw, field_name)
+        path = _expand(raw, host.home, field_name)
+        if not os.path.isabs(path):
+            raise RunSpecError(f"{field_name}: {raw!r} must be an absolute path (or start with ~/)")
+        # Symlinks are resolved first, so a link to the engine socket or to / is caught too.
+        real = os.path.realpath(path)
+        written = os.path.normpath(path)
+        check_chars(real, field_name)
+        if real == "/" or is_within(os.path.realpath(host.home), real):
+            raise RunSpecError(
+                f"{field_name}: {raw!r} is the filesystem root or the whole home directory "
+                "(or above it); mount a specific subdirectory instead"
+            )
+        self._refuse_engine_and_system(raw, real, written, field_name, kind)
         try:
             mode = os.stat(real).st_mode
         except FileNotFoundError:
@@ -540,6 +850,9 @@ class _Sources:
                 return None
             raise RunSpecError(f"{field_name}: {raw!r} cannot be read ({exc.strerror})") from None
         except OSError as exc:
+            if self.check:  # a check run by another user than the path's owner
+                self.notices.append(f"{field_name}: {raw} cannot be checked ({exc.strerror})")
+                return None
             raise RunSpecError(f"{field_name}: {raw!r} cannot be read ({exc.strerror})") from None
         expected = {
             "dir": (stat.S_ISDIR(mode), "a directory"),
@@ -548,7 +861,22 @@ class _Sources:
         }[kind]
         if not expected[0]:
             raise RunSpecError(f"{field_name}: {raw!r} is not {expected[1]}")
+        if host.sudo:
+            self._user_may_open(raw, real, field_name, mode, write or kind == "socket")
+            self.pins[real] = _pin(real, field_name)
         return real
+
+    @staticmethod
+    def _user_may_open(raw: str, real: str, field_name: str, mode: int, write: bool) -> None:
+        """Through sudo the engine (root) mounts what the user names: only what the user
+        could open themselves (read; list a directory; write where the container may)."""
+        wanted = os.R_OK | (os.X_OK if stat.S_ISDIR(mode) else 0) | (os.W_OK if write else 0)
+        if not os.access(real, wanted, effective_ids=True):
+            what = "write" if write and os.access(real, os.R_OK, effective_ids=True) else "open"
+            raise RunSpecError(
+                f"{field_name}: {raw!r} is not yours to {what}; mount only what you can "
+                f"{what} yourself"
+            )
 
 
 def _is_socket(path: str) -> bool:
@@ -585,7 +913,7 @@ def _resolve_user(settings: Settings, host: Host) -> tuple:
     user = settings["user"]
     if user is not None:
         uid, gid, login, home = _user_entry(user)
-        host = Host(uid, gid, login, home or host.home, host.cpu_count, host.environ)
+        host = host.replace(uid=uid, gid=gid, login=login, home=home or host.home)
     if settings["run_as_root"]:
         warning = (
             "run_as_root is set: the container runs as root (still without capabilities "
@@ -605,6 +933,7 @@ def _limits(settings: Settings, host: Host) -> tuple:
     maxima and the host."""
     maxima = settings["limits_max"]
     memory = settings["memory"]
+    _within_host_memory(settings, host, ("memory", "memory_swap", "home_size", "tmp_size"))
     top = maxima.get("memory")
     if top is not None and memory > top:
         raise RunSpecError(
@@ -639,6 +968,38 @@ def _limits(settings: Settings, host: Host) -> tuple:
     return memory, memory_swap, nano_cpus, pids
 
 
+def _within_host_memory(settings: Settings, host: Host, names: tuple) -> None:
+    """Sizes (limits, tmpfs) above the host's memory are refused: they would promise
+    what the host cannot give (and a tmpfs that large can take the host down)."""
+    if not host.memory:
+        return
+    for name in names:
+        value = settings[name]
+        if value is not None and value > host.memory:
+            raise RunSpecError(
+                f"{name}: {show(settings.raw(name))} is more than this host's memory "
+                f"({format_memory(_round_down(host.memory))}); give at most that"
+            )
+
+
+def _round_down(number: int) -> int:
+    return number - number % (1024**2)
+
+
+def _image_allowed(settings: Settings) -> str:
+    image = settings["image"]
+    allowed = settings["images_allowed"]
+    if allowed is not None:
+        import fnmatch  # noqa: PLC0415 - only with an allow-list
+
+        if not any(fnmatch.fnmatchcase(image, p) for p in allowed):
+            raise RunSpecError(
+                f"image: {image} is not among the images the administrator allows "
+                f"({', '.join(allowed)}; images_allowed in {settings.source('images_allowed')})"
+            )
+    return image
+
+
 def _ssh(settings: Settings, sources: _Sources, home: str) -> tuple:
     """The effective SSH mode, its mounts and its fixed env."""
     host = sources.host
@@ -657,7 +1018,7 @@ def _ssh(settings: Settings, sources: _Sources, home: str) -> tuple:
             if sources.check:  # a configuration check has no agent to look at
                 return ssh, [], []
             raise RunSpecError("ssh: agent requested but SSH_AUTH_SOCK is not set")
-        real = sources.vet(agent_sock, "ssh (SSH_AUTH_SOCK)", kind="socket")
+        real = sources.vet(agent_sock, "ssh (SSH_AUTH_SOCK)", kind="socket", write=True)
         if real is None:
             return ssh, [], []
         return ssh, [Mount(real, SSH_AGENT_TARGET)], [("SSH_AUTH_SOCK", SSH_AGENT_TARGET)]
@@ -671,7 +1032,7 @@ def _mounts(settings: Settings, sources: _Sources, home: str) -> tuple:
     """All bind mounts (code, SSH, credentials, gitconfig, extra), the SSH mode and env,
     and notices."""
     notices = []
-    code = sources.vet(settings["code_dir"], "code_dir", kind="dir")
+    code = sources.vet(settings["code_dir"], "code_dir", kind="dir", write=True)
     mounts = [Mount(code, CODE_TARGET, False)] if code else []
     ssh, ssh_mounts, ssh_env = _ssh(settings, sources, home)
     mounts += ssh_mounts
@@ -689,7 +1050,7 @@ def _mounts(settings: Settings, sources: _Sources, home: str) -> tuple:
         if real is not None:
             mounts.append(Mount(real, home + "/.gitconfig"))
     for index, (source, target, read_only) in enumerate(settings["mounts"]):
-        real = sources.vet(source, f"mounts[{index}].source")
+        real = sources.vet(source, f"mounts[{index}].source", write=not read_only)
         if real is not None:
             mounts.append(Mount(real, target, read_only))
     return mounts, ssh, ssh_env, notices
@@ -710,7 +1071,8 @@ def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
     home = settings["container_home"]
     workdir = settings["workdir"]
     sources = _Sources(host, check)
-    mounts, ssh, ssh_env, notices = _mounts(settings, sources, home)
+    with host.identity():  # the user's paths, read with the user's rights
+        mounts, ssh, ssh_env, notices = _mounts(settings, sources, home)
     seen = {home, TMP_TARGET}
     for mount in mounts:
         if mount.target in seen:
@@ -720,7 +1082,7 @@ def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
         raise RunSpecError(f"workdir: {workdir!r} must be inside /app, the HOME, /tmp or a mount")
     tmp_size, home_size = settings["tmp_size"], settings["home_size"]
     return RunSpec(
-        image=settings["image"],
+        image=_image_allowed(settings),
         command=settings["command"] or settings["default_command"],
         workdir=workdir,
         uid=uid,
@@ -739,12 +1101,15 @@ def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
         nano_cpus=nano_cpus,
         pids_limit=pids_limit,
         read_only_rootfs=settings["read_only_rootfs"],
-        labels=((MANAGED_LABEL, "true"), *settings["labels"]),
+        labels=((MANAGED_LABEL, "true"), (OWNER_LABEL, str(host.uid)), *settings["labels"]),
         name=_unique_name(host.login),
         ssh=ssh,
         warnings=tuple(warnings),
         notices=tuple(notices + sources.notices),
         env=dict(settings["env"]),
+        needs_userns=bool(settings["run_as_root"] and not settings["root_without_userns"]),
+        gated=host.sudo,
+        pins=tuple((m.target, *sources.pins[m.source]) for m in mounts if m.source in sources.pins),
     )
 
 

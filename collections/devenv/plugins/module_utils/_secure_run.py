@@ -27,6 +27,8 @@ from ansible_collections.kuatecno.devenv.plugins.module_utils._runspec import (
     Host,
     RunSpec,
     RunSpecError,
+    audit,
+    check_engine_info,
     resolve,
 )
 from ansible_collections.kuatecno.devenv.plugins.module_utils._settings import (
@@ -166,7 +168,8 @@ def _execute(module: Any, scratch: Optional[str]) -> NoReturn:
         if scratch:
             layer["code_dir"] = scratch
         settings = parse([("module options", MODULE, layer)], module=True)
-        spec = resolve(settings, Host.current()).with_secrets(params.get("secrets") or {})
+        host = Host.current()
+        spec = resolve(settings, host).with_secrets(params.get("secrets") or {})
     except RunSpecError as exc:
         module.fail_json(msg=f"invalid run specification: {exc}", ran=False)
     for warning in spec.warnings:
@@ -182,7 +185,9 @@ def _execute(module: Any, scratch: Optional[str]) -> NoReturn:
     try:
         # Engine and image first: nothing is fetched for a run that cannot start.
         engine = Engine.connect(params.get("docker_host"))
-        engine.require_image(spec.image)
+        image_id = engine.require_image(spec.image)
+        if spec.needs_userns:
+            check_engine_info(spec, engine.api.info())
         if settings["secrets"]:
             fetched = _fetch(settings["secrets"], params["infisical"])
             # Ansible masks these in every returned string, like no_log options.
@@ -191,6 +196,13 @@ def _execute(module: Any, scratch: Optional[str]) -> NoReturn:
         result = engine.run(spec, timeout=params["timeout"], output_limit=params["output_limit"])
     except (SecureRunError, RunSpecError, _infisical.SecretsError) as exc:
         module.fail_json(msg=str(exc), ran=False, spec=planned(spec))
+    except _infisical.Stopped as exc:
+        module.fail_json(
+            msg=f"stopped by signal {exc.signum} while fetching secrets; nothing was started",
+            ran=False,
+            spec=planned(spec),
+        )
+    audit(host, spec, image_id, result["rc"], via="secure_run")
 
     expected = params["expected_rc"]
     msg = _run_message(result, expected, spec.memory)

@@ -65,34 +65,95 @@ ENV_VALUE_MAX = 64 * 1024
 # The whole environment handed to the docker CLI must stay far below the kernel's
 # ARG_MAX (2 MiB on Linux, shared with the argv).
 ENV_TOTAL_MAX = 1024 * 1024
-# Names devenv sets or that would change how the container starts. Secrets travel in the
-# docker CLI's own environment (`--env NAME`), so the variables the docker CLI and the Go
-# runtime read are refused too: a secret named DOCKER_HOST would send every secret (and
-# the run) to another engine.
+# Names a secret or a configured variable may not have: the ones devenv sets, and the
+# ones that change how programs in the container start or whom they trust. It is a
+# deny-list because secret names are the team's own (an allow-list would refuse real
+# secrets); it covers the documented start-up and trust hooks of the shells, interpreters
+# and tools in the image. A value stored under such a name in a shared secrets store
+# would otherwise run code in every container that fetches it. Configured variables also
+# pass through the docker CLI's environment (`--env NAME`), so what the docker CLI and the
+# Go runtime read is refused too: DOCKER_HOST would send the run to another engine.
 RESERVED_ENV = frozenset(
     (
+        # set by devenv, or by the shell's own login
         "PATH",
         "HOME",
         "USER",
         "LOGNAME",
         "SHELL",
-        "NODE_OPTIONS",
+        "TMPDIR",
         "SSH_AUTH_SOCK",
+        "CLAUDE_CONFIG_DIR",
+        "GEMINI_CLI_SYSTEM_SETTINGS_PATH",
+        # the network: the way out of the container
         "HTTP_PROXY",
         "HTTPS_PROXY",
         "NO_PROXY",
         "ALL_PROXY",
+        # shells: files and commands run at start or at each prompt
+        "BASH_ENV",
+        "ENV",
+        "PROMPT_COMMAND",
+        "PS4",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "IFS",
+        "ZDOTDIR",
+        # interpreters: code loaded before the program's own
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "PYTHONINSPECT",
+        "PERL5LIB",
+        "PERL5OPT",
+        "PERLLIB",
+        "RUBYLIB",
+        "RUBYOPT",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        # git and ssh: programs they run, and configuration they take from the env
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_ASKPASS",
+        "SSH_ASKPASS",
+        "GIT_EXEC_PATH",
+        "GIT_PROXY_COMMAND",
+        "GIT_EDITOR",
+        "GIT_PAGER",
+        "GIT_TEMPLATE_DIR",
+        "GIT_SSL_NO_VERIFY",
+        "GIT_SSL_CAINFO",
+        "GIT_SSL_CAPATH",
+        # programs other tools run for the user
+        "EDITOR",
+        "VISUAL",
+        "PAGER",
+        "MANPAGER",
+        "BROWSER",
+        "LESSOPEN",
+        "LESSCLOSE",
+        # whom TLS trusts
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "NODE_EXTRA_CA_CERTS",
+        "NODE_TLS_REJECT_UNAUTHORIZED",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        # the Go runtime of the docker CLI
         "GODEBUG",
         "GOGC",
         "GOMAXPROCS",
         "GOMEMLIMIT",
         "GOTRACEBACK",
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-        "TMPDIR",
     )
 )
-RESERVED_ENV_PREFIXES = ("INFISICAL_", "LD_", "DOCKER_")
+# Whole families: Infisical's own credentials, the dynamic loader (LD_PRELOAD), the
+# docker CLI, git's configuration from the environment (GIT_CONFIG_COUNT/_KEY_n/_VALUE_n,
+# GIT_CONFIG_GLOBAL), and bash functions exported through the environment.
+RESERVED_ENV_PREFIXES = ("INFISICAL_", "LD_", "DOCKER_", "GIT_CONFIG", "BASH_FUNC_")
 
 SSH_MODES = ("auto", "agent", "keys", "none")
 # docker's own minimum memory limit is 6 MiB.
@@ -109,14 +170,17 @@ FORBIDDEN_TARGETS = ("/", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbi
 CODE_TARGET = "/app"
 TMP_TARGET = "/tmp"  # noqa: S108 - the container's own private tmpfs
 MANAGED_LABEL = "io.kuatecno.devenv.managed"
+OWNER_LABEL_KEY = "io.kuatecno.devenv.uid"
 TIMEOUT_MAX = 600
 # Characters the engine's --mount / --tmpfs syntax cannot carry unambiguously.
 _MOUNT_BAD_CHARS = (",", "=", '"')
 
 _PATTERNS = {
     "env_name": r"^[A-Za-z_][A-Za-z0-9_]*$",
-    "memory": r"^\s*(\d+(?:\.\d+)?)\s*([bkmg]?)\s*$",
-    "integer": r"^\s*[+-]?\d+\s*$",
+    # ASCII digits only: int() and float() also take "1_000" and non-ASCII digits.
+    "memory": r"^[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*([bkmg]?)[ \t]*$",
+    "integer": r"^[ \t]*[+-]?[0-9]+[ \t]*$",
+    "decimal": r"^[ \t]*[0-9]+(?:\.[0-9]+)?[ \t]*$",
     "label_key": r"^[a-z0-9](?:[a-z0-9.\-/]{0,126}[a-z0-9])?$",
     "control": r"[\x00-\x1f\x7f]",
     "slug": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
@@ -188,10 +252,9 @@ def parse_cpus(value: Any, upper: float, field_name: str = "cpus", host: int = 0
     allowed = f"allowed: {CPUS_MIN} to {format_number(upper)}"
     if isinstance(value, bool) or value is None:
         raise RunSpecError(f"{field_name}: expected a number ({allowed})")
-    try:
-        number = float(value) if isinstance(value, (int, float, str)) else float("nan")
-    except ValueError:
-        raise RunSpecError(f"{field_name}: {value!r} is not a number ({allowed})") from None
+    if isinstance(value, str) and not pattern("decimal").match(value):
+        raise RunSpecError(f"{field_name}: {value!r} is not a number ({allowed})")
+    number = float(value) if isinstance(value, (int, float, str)) else float("nan")
     if math.isnan(number) or math.isinf(number):
         raise RunSpecError(f"{field_name}: {value!r} is not a number ({allowed})")
     if number < CPUS_MIN:
@@ -313,6 +376,15 @@ def _image(value: Any, where: str) -> str:
     if not isinstance(value, str) or len(value) > 512 or not pattern("image").match(value):
         raise RunSpecError(f"{where}: {value!r} is not a valid image reference (e.g. devenv:1.2.3)")
     return value
+
+
+def _image_patterns(value: Any, where: str) -> tuple:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise RunSpecError(f"{where}: expected a list of image references (e.g. devenv:*)")
+    for item in value:
+        if not isinstance(item, str) or not item or pattern("control").search(item):
+            raise RunSpecError(f"{where}: {item!r} is not an image reference or pattern")
+    return tuple(value)
 
 
 def _command(value: Any, where: str) -> Optional[tuple]:
@@ -441,8 +513,8 @@ def _labels(value: Any, where: str) -> tuple:
             raise RunSpecError(
                 f"{where}: {key!r} is not a valid label key (lower-case letters, digits, . - /)"
             )
-        if key == MANAGED_LABEL:
-            raise RunSpecError(f"{where}: {MANAGED_LABEL} is set by devenv itself")
+        if key in (MANAGED_LABEL, OWNER_LABEL_KEY):
+            raise RunSpecError(f"{where}: {key} is set by devenv itself")
         if not isinstance(text, str) or pattern("control").search(text) or len(text) > 1024:
             raise RunSpecError(f"{where}: the value of {key} must be a short printable string")
         pairs.append((key, text))
@@ -710,21 +782,41 @@ SETTINGS = (
         "Read-only root filesystem (HOME and /tmp are private tmpfs).",
         module={"type": "bool"},
     ),
+    # Identity and privilege: the administrator's alone (and the module's, which an
+    # administrator runs), never a user file's or a flag's.
     Setting(
         "run_as_root",
         _bool,
         False,
-        _ALL,
-        "Run as root in the container (capabilities stay dropped).",
+        (SYSTEM,),
+        "Run as root in the container (capabilities stay dropped); needs an engine that "
+        "remaps users, or root_without_userns.",
+        module={"type": "bool", "default": False},
+    ),
+    Setting(
+        "root_without_userns",
+        _bool,
+        False,
+        (SYSTEM,),
+        "Accept run_as_root on an engine without userns-remap: root in the container can "
+        "then create host files (a setuid file in /app) that a user can use to gain root.",
         module={"type": "bool", "default": False},
     ),
     Setting(
         "user",
         _user,
         None,
-        _ALL,
+        (SYSTEM,),
         "Login or UID:GID the container runs as; null: the invoking user.",
         module={"type": "str"},
+    ),
+    Setting(
+        "images_allowed",
+        _image_patterns,
+        None,
+        (SYSTEM,),
+        "Images a run may use (references, * matches within a name or tag); null: any "
+        "image present on the host.",
     ),
     Setting(
         "code_dir",
@@ -803,7 +895,8 @@ SETTINGS = (
         _env,
         {},
         _ALL,
-        "Further environment variables, passed by name like secrets.",
+        "Further environment variables (not secret: they are part of the container's "
+        "configuration).",
         module={"type": "dict", "default": {}, "no_log": True},
     ),
     Setting(

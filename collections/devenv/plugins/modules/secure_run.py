@@ -43,6 +43,12 @@ requirements:
   - Docker SDK for Python (C(docker)) on the target host
   - A Docker engine reachable from the target host
 attributes:
+  action_group:
+    description: Use C(group/kuatecno.devenv.docker) in C(module_defaults) to set defaults
+      for this module (such as O(docker_host)); the group also holds community.docker's modules.
+    support: full
+    membership:
+      - kuatecno.devenv.docker
   check_mode:
     description: Can run in check_mode and return changed status prediction without
       modifying target.
@@ -175,6 +181,15 @@ options:
     description:
       - Run the command as root inside the container instead of the invoking user.
         Capabilities stay dropped and C(no-new-privileges) stays on.
+      - Only on an engine that remaps users (userns-remap), or with O(root_without_userns).
+        Otherwise root in the container could create host files in O(code_dir) (a setuid
+        file, for example) that a user could later use to gain root on the host.
+    type: bool
+    default: false
+  root_without_userns:
+    description:
+      - Accept O(run_as_root) on an engine without userns-remap, and the risk described
+        there.
     type: bool
     default: false
   user:

@@ -289,7 +289,7 @@ def _launcher_pid(host):
     return None
 
 
-@pytest.mark.parametrize("signal_name", ["TERM", "KILL"])
+@pytest.mark.parametrize("signal_name", ["TERM", "HUP", "KILL"])
 def test_a_launcher_ended_while_fetching_ends_the_infisical_cli(host, signal_name):
     record = steer(host, "alice", mode="hang")
     as_user(host, "alice", "dev -- true", detach=True)

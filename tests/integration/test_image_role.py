@@ -13,6 +13,7 @@ else the tests create is removed.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
+import bcrypt
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -103,6 +105,21 @@ def stream_lacks(needle, stream):
         tail = chunk[-len(needle) :]
         total += len(chunk)
     return total
+
+
+def assert_no_credential_left(registry):
+    """The engine client's configuration (where docker login writes) keeps no login for
+    the registry, and no file there holds the password."""
+    config_dir = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    config = config_dir / "config.json"
+    auths = json.loads(config.read_text()).get("auths", {}) if config.exists() else {}
+    for address in (registry["push"], registry["pull"]):
+        assert address not in auths, f"a login for {address} was left in {config}"
+    for path in config_dir.rglob("*") if config_dir.exists() else ():
+        if path.is_file():
+            data = path.read_bytes()
+            assert registry["password"].encode() not in data, path
+            assert base64.b64encode(b"devenv-pusher:" + registry["password"].encode()) not in data
 
 
 def ca_files():
@@ -266,6 +283,11 @@ def registry(tmp_path, nested):
     engine treats 127.0.0.0/8 as insecure) and on the bridge gateway (for the nested engine)."""
     processes = []
     store = tmp_path / "registry"
+    # It wants a login (htpasswd), so the role's login and logout are exercised.
+    password = "pw-" + uuid.uuid4().hex
+    htpasswd = tmp_path / "htpasswd"
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+    htpasswd.write_text(f"devenv-pusher:{hashed}\n")
     listen = [("127.0.0.1", free_port()), (nested["registry_host"], nested["registry_port"])]
     try:
         for address, port in listen:
@@ -275,13 +297,22 @@ def registry(tmp_path, nested):
                 f"storage:\n  filesystem:\n    rootdirectory: {store}\n"
                 "  delete:\n    enabled: true\n"
                 f"http:\n  addr: {address}:{port}\n"
+                f"auth:\n  htpasswd:\n    realm: devenv-test\n    path: {htpasswd}\n"
             )
             log = (tmp_path / f"registry-{port}.log").open("w")
             processes.append(
                 subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
             )
             wait_port(address, port)
-        yield {"push": f"127.0.0.1:{listen[0][1]}", "pull": f"{listen[1][0]}:{listen[1][1]}"}
+        yield {
+            "push": f"127.0.0.1:{listen[0][1]}",
+            "pull": f"{listen[1][0]}:{listen[1][1]}",
+            "login": {
+                "devenv_image_registry_username": "devenv-pusher",
+                "devenv_image_registry_password": password,
+            },
+            "password": password,
+        }
     finally:
         for process in processes:
             process.terminate()
@@ -574,12 +605,14 @@ def test_push_then_pull_and_retag_on_a_second_engine_then_load_offline(
         devenv_image_export=True,
         devenv_image_archive=str(archive),
         devenv_image_registry=registry["push"],
+        **registry["login"],
     )
     pushed = play(built["workdir"], push)
     assert pushed.rc == 0, pushed
     remote = re.escape(f"{registry['push']}/{dist}:v{VERSION}")
     assert re.search(f"Pushed {remote}{ELAPSED}", pushed.out), pushed
     assert re.search(f"Exported {re.escape(ref)}{ELAPSED}", pushed.out), pushed
+    assert_no_credential_left(registry)
     assert "@anthropic-ai/claude-code 2.0.76" in pushed.out, "not verified after the build"
     built_id = image_id(ref)
     assert built_id and image_id(f"{registry['push']}/{dist}:v{VERSION}") == built_id
@@ -593,13 +626,23 @@ def test_push_then_pull_and_retag_on_a_second_engine_then_load_offline(
         devenv_image_docker_host=host,
         devenv_image_build_dir=str(nested["shared"] / "build"),
     )
-    pull = dict(other, devenv_image_source="pull", devenv_image_registry=registry["pull"])
+    pull = dict(
+        other,
+        devenv_image_source="pull",
+        devenv_image_registry=registry["pull"],
+        **registry["login"],
+    )
     pulled = play(built["workdir"], pull)
     assert pulled.rc == 0, pulled
     assert f"Pulling {registry['pull']}/{dist}:v{VERSION} unless this host" in pulled.out
     assert re.search(
         f"Pulled {re.escape(registry['pull'] + '/' + dist)}:v{VERSION}{ELAPSED}", pulled.out
     )
+    assert_no_credential_left(registry)
+    # A play that fails after the login (a version nobody pushed) logs out all the same.
+    failed = play(built["workdir"], dict(pull, devenv_image_version="9.9.9"))
+    assert failed.rc != 0 and "Could not pull" in failed.out, failed
+    assert_no_credential_left(registry)
     assert "@anthropic-ai/claude-code 2.0.76" in pulled.out, "not verified on the second engine"
     assert image_id(ref, host=host) == built_id
     assert image_id(f"{dist}:latest", host=host) == built_id

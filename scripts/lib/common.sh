@@ -9,8 +9,17 @@ export DEVENV_ROOT DEVENV_VENV DEVENV_STATE
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
+# The scripts install packages and start the Docker engine: root only. The message says
+# how to get there with sudo, or without it where sudo is not installed.
 need_root() {
-  [ "$(id -u)" -eq 0 ] || die "run this as root (it installs packages and starts the Docker engine)"
+  [ "$(id -u)" -eq 0 ] && return 0
+  local script="${0#"$DEVENV_ROOT"/}" how
+  if command -v sudo >/dev/null 2>&1; then
+    how="sudo $script"
+  else
+    how="su -c '$DEVENV_ROOT/$script' (sudo is not installed here; su asks for root's password)"
+  fi
+  die "$script must run as root (it installs packages and starts the Docker engine): run $how, or run it from a root shell"
 }
 
 # Debian packages the tooling needs on a fresh Debian 12 machine.

@@ -37,6 +37,9 @@ ensure_test_images() {
   mkdir -p "$DEVENV_STATE"
   ensure_debian_base trixie 13
   ensure_debian_base bookworm 12
+  # Debian 11's python3 is 3.9, the oldest Python the launcher promises (macOS's python3).
+  ensure_debian_base bullseye 11
+  ensure_derived_image "$DEVENV_TEST_IMAGE_PREFIX/debian-python:11" "$DEVENV_ROOT/tests/images/debian-python"
   # A host that boots systemd (Molecule instances) and one that runs its own engine.
   ensure_derived_image "$DEVENV_TEST_IMAGE_PREFIX/debian-systemd:13" "$DEVENV_ROOT/tests/images/debian-systemd"
   ensure_derived_image "$DEVENV_TEST_IMAGE_PREFIX/debian-docker:13" "$DEVENV_ROOT/tests/images/debian-docker"

@@ -322,10 +322,21 @@ def registry(tmp_path, nested):
 # --------------------------------------------------------------------------- the image
 
 
+ELAPSED = r" in \d+(m \d\ds|s)\."
+
+
 def test_build_is_verified_and_labelled(built):
     out = built["first"].out
     for package, version in AGENTS.items():
         assert f"{package} {version}" in out, "the role did not verify every agent"
+    # The long steps say what they do before they start, and how long they took.
+    assert f"Building {REF} from {BASE}: system packages, Node.js, then one npm install" in out
+    assert "A first build takes several minutes" in out
+    assert out.index(f"Building {REF}") < out.index(BUILD_TASK)
+    assert re.search(f"Built {re.escape(REF)}{ELAPSED}", out), out[-3000:]
+    assert f"Verifying {REF}: each agent's --version (claude-code 2.0.76, gemini-cli 0.22.4)" in out
+    pinned = re.escape("claude-code 2.0.76, gemini-cli 0.22.4")
+    assert re.search(f"Verified {pinned} in {re.escape(REF)}{ELAPSED}", out), out[-3000:]
     found = labels(REF)
     assert found["org.opencontainers.image.version"] == VERSION
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", found["org.opencontainers.image.created"])
@@ -409,6 +420,16 @@ def test_check_mode_reports_a_new_version_without_building(built):
     assert bumped.changed > 0, bumped
     assert f"{NAME}:v0.1.1" in bumped.out
     assert image_id(f"{NAME}:v0.1.1") is None
+    # A host that never built: no build context exists, and check mode writes none.
+    fresh = Path(built["workdir"]) / "never-built"
+    first = play(
+        built["workdir"],
+        dict(built["vars"], devenv_image_version="0.1.2", devenv_image_build_dir=str(fresh)),
+        check=True,
+    )
+    assert first.rc == 0, first
+    assert f"Would build {NAME}:v0.1.2 from {BASE} (check mode builds nothing)." in first.out
+    assert not fresh.exists() and image_id(f"{NAME}:v0.1.2") is None
 
 
 def test_agent_bump_rebuilds_only_its_layer_retags_and_prunes_in_semver_order(built):
@@ -588,6 +609,9 @@ def test_push_then_pull_and_retag_on_a_second_engine_then_load_offline(
     )
     pushed = play(built["workdir"], push)
     assert pushed.rc == 0, pushed
+    remote = re.escape(f"{registry['push']}/{dist}:v{VERSION}")
+    assert re.search(f"Pushed {remote}{ELAPSED}", pushed.out), pushed
+    assert re.search(f"Exported {re.escape(ref)}{ELAPSED}", pushed.out), pushed
     assert_no_credential_left(registry)
     assert "@anthropic-ai/claude-code 2.0.76" in pushed.out, "not verified after the build"
     built_id = image_id(ref)
@@ -610,6 +634,10 @@ def test_push_then_pull_and_retag_on_a_second_engine_then_load_offline(
     )
     pulled = play(built["workdir"], pull)
     assert pulled.rc == 0, pulled
+    assert f"Pulling {registry['pull']}/{dist}:v{VERSION} unless this host" in pulled.out
+    assert re.search(
+        f"Pulled {re.escape(registry['pull'] + '/' + dist)}:v{VERSION}{ELAPSED}", pulled.out
+    )
     assert_no_credential_left(registry)
     # A play that fails after the login (a version nobody pushed) logs out all the same.
     failed = play(built["workdir"], dict(pull, devenv_image_version="9.9.9"))
@@ -620,6 +648,7 @@ def test_push_then_pull_and_retag_on_a_second_engine_then_load_offline(
     assert image_id(f"{dist}:latest", host=host) == built_id
     again = play(built["workdir"], pull)
     assert again.rc == 0 and again.changed == 0, again
+    assert f"{ref} was already on this host; nothing was pulled." in again.out
 
     # Offline: the second engine forgets the image and loads the exported archive.
     remove_tags(dist, host=host)
@@ -630,6 +659,7 @@ def test_push_then_pull_and_retag_on_a_second_engine_then_load_offline(
         dict(other, devenv_image_source="load", devenv_image_archive=str(archive)),
     )
     assert loaded.rc == 0, loaded
+    assert re.search(f"Loaded {re.escape(ref)}{ELAPSED}", loaded.out), loaded
     assert "@anthropic-ai/claude-code 2.0.76" in loaded.out, "not verified after the load"
     assert image_id(ref, host=host) == built_id
     assert image_id(f"{dist}:latest", host=host) == built_id

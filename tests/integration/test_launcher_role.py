@@ -9,6 +9,7 @@ what the role installed.
 
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -27,6 +28,8 @@ PLAYBOOK = "launcher_role.yml"
 ALICE_BASHRC = "# alice's own settings\nexport KEEP=1\nalias ll='ls -l'\n"
 MARKER_BEGIN = "# BEGIN devenv: dev shell function (managed by Ansible)"
 PROGRAM = "/usr/local/bin/devenv"
+COMPLETION = "/usr/local/share/devenv/completion"
+PTY_SHELL = ROOT / "tests" / "support" / "pty_shell.py"
 LIB = "/usr/local/lib/devenv/devenv_lib"
 CONFIG = "/etc/devenv/config.json"
 WATCHED = ("/usr/local", "/etc", "/home", "/srv")
@@ -129,6 +132,10 @@ def test_converge_installs_program_library_and_configuration(host, workdir):
     assert config["users"] == {"bob": {"code_dir": "/srv/bob/code", "credentials": []}}
     # The installed launcher accepts its own configuration.
     assert host.sh(f"{PROGRAM} config --check {CONFIG}", user="alice").returncode == 0
+    # The completion scripts are the installed launcher's own, writable by root only.
+    for shell in ("bash", "zsh"):
+        assert host.stat(f"{COMPLETION}.{shell}") == ("root", "root", "644")
+        assert host.read(f"{COMPLETION}.{shell}") == host.out(f"{PROGRAM} completion {shell}")
 
 
 def test_converge_opens_the_sudo_door_for_the_users_only(host):
@@ -179,6 +186,48 @@ def test_dev_is_a_thin_function_in_bash_and_zsh(host):
     assert "devenv run" in help_text.stdout + help_text.stderr
 
 
+# What a person types (\\t is TAB) and the words the line holds afterwards. The test
+# then presses Ctrl-A, types `printf '<%s>\\n' ` and Enter, so the shell itself prints
+# the completed line word by word, whatever its line editor drew on the way.
+COMPLETIONS = [
+    ("devenv ru\\t", ["devenv", "run"]),
+    ("dev --dry\\t", ["dev", "--dry-run"]),
+    ("dev --no-secrets --wor\\t", ["dev", "--no-secrets", "--workdir"]),
+    ("devenv run --mem\\t", ["devenv", "run", "--memory"]),
+    ("devenv config --ch\\t", ["devenv", "config", "--check"]),
+    ("devenv help comp\\t", ["devenv", "help", "completion"]),
+    ("devenv completion z\\t", ["devenv", "completion", "zsh"]),
+    ("devenv --vers\\t", ["devenv", "--version"]),
+]
+
+
+def _terminal(host, user, shell, lines):
+    """What a terminal running `shell -i` as `user` showed (escape codes removed)."""
+    host.copy_in(PTY_SHELL, "/tmp/pty_shell.py")
+    args = " ".join("'" + line.replace("'", "'\\''") + "'" for line in lines)
+    shown = host.out(f"HOME=/home/{user} python3 /tmp/pty_shell.py {shell} {args}", user=user)
+    return re.sub(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-B]|[=>])", "", shown).replace("\r", "")
+
+
+@pytest.mark.parametrize(("user", "shell"), [("alice", "bash"), ("bob", "zsh")])
+def test_tab_completes_devenv_and_dev_in_a_real_terminal(host, user, shell):
+    lines = [f"{typed}\\aprintf '<%s>\\n' \\r" for typed, _words in COMPLETIONS]
+    try:
+        shown = _terminal(host, user, shell, lines)
+        # A double TAB after `devenv ` lists every command.
+        listing = _terminal(host, user, shell, ["devenv \\t\\t\\u"])
+    finally:
+        # What zsh's completion system writes for the user (the role's test of what it
+        # leaves behind compares the home directories).
+        host.sh(f"rm -f /home/{user}/.zcompdump*")
+    for typed, words in COMPLETIONS:
+        printed = "".join(f"<{word}>\n" for word in words)
+        # zsh may keep the "=" it adds after an option that takes a value (--memory=).
+        assert printed in shown or printed[:-2] + "=>\n" in shown, (typed, shown)
+    for command in ("run", "config", "completion", "help"):
+        assert command in listing.split("devenv", 1)[1], listing
+
+
 def test_second_run_changes_nothing(host, workdir):
     run = host.playbook(PLAYBOOK, VARS, workdir)
     assert run.rc == 0, run
@@ -204,7 +253,14 @@ def test_check_mode_on_the_provisioned_host_changes_nothing(host, workdir):
 def test_state_absent_removes_exactly_what_the_role_installed(host, workdir):
     run = host.playbook(PLAYBOOK, dict(VARS, devenv_launcher_state="absent"), workdir)
     assert run.rc == 0, run
-    for path in (PROGRAM, "/usr/local/lib/devenv", CONFIG, "/etc/devenv", "/etc/sudoers.d/devenv"):
+    for path in (
+        PROGRAM,
+        "/usr/local/lib/devenv",
+        "/usr/local/share/devenv",
+        CONFIG,
+        "/etc/devenv",
+        "/etc/sudoers.d/devenv",
+    ):
         assert not host.exists(path), path
     assert host.read("/home/alice/.bashrc") == ALICE_BASHRC
     assert host.stat("/home/alice/.bashrc") == ("alice", "alice", "600")

@@ -26,7 +26,7 @@ from roles_testhost import TestHost  # noqa: E402
 
 PLAYBOOK = "secrets_role.yml"
 STAND_IN = ROOT / "tests" / "support" / "infisical"
-ARCHIVE = "infisical_0.43.94_linux_amd64.tar.gz"
+ARCHIVE = "cli_0.43.94_linux_amd64.tar.gz"  # as Infisical names its release archives
 PORT = 8471
 BINARY = "/usr/local/bin/infisical"
 CACHE = "/var/cache/devenv-secrets"

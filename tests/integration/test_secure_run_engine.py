@@ -318,11 +318,16 @@ def test_infisical_canary_reaches_the_container_and_never_the_output(tmp_path, r
             "token": "{{ lookup('ansible.builtin.env', 'DEVENV_TEST_MODULE_TOKEN') }}",
         },
     )
+    # A token of another identity in the module's environment, in the variable the
+    # Infisical CLI reads first: the task's token must still be the one used.
+    other = "tok-env-" + uuid.uuid4().hex
     env = dict(
         os.environ,
         DEVENV_TEST_MODULE_TOKEN=token,
         DEVENV_FAKE_INFISICAL_SEED=seed,
         DEVENV_FAKE_INFISICAL_RECORD=str(record),
+        DEVENV_FAKE_INFISICAL_TOKEN_SHA256=hashlib.sha256(token.encode()).hexdigest(),
+        INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN=other,
         # Module arguments (the token) reach the module on stdin, not in a file on disk.
         ANSIBLE_PIPELINING="true",
     )
@@ -351,6 +356,7 @@ def test_infisical_canary_reaches_the_container_and_never_the_output(tmp_path, r
     assert token not in output
     call = json.loads(record.read_text())
     assert call["token_in_env"] is True and call["token_on_cmdline"] is False
+    assert call["token_sha256"] == hashlib.sha256(token.encode()).hexdigest()
     assert "--format=json" in call["argv"]
     assert not containers(run_id)
     assert not files_holding(ansible_temp_dirs(tmp_path), canary, token)
@@ -505,6 +511,21 @@ def test_check_mode_through_ansible_runs_nothing(tmp_path, run_id, code_dir):
     assert result["spec"]["body"]["Cmd"] == ["gemini", "--version"]
     assert result["spec"]["body"]["HostConfig"]["AutoRemove"] is True
     assert "rc" not in result
+    assert not containers(run_id)
+
+
+def test_a_string_command_runs_split_like_a_shell_with_output_lines(tmp_path, run_id, code_dir):
+    """Through ansible-playbook, as a user writes it: a string, not split on commas."""
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    task = base_args(run_id, code_dir, command="printf '%s\\n' a, 'b c' \"d\\\"e\"")
+    proc = run_playbook(tmp_path, task, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    report, _ = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{") :])
+    result = report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    assert result["rc"] == 0 and result["changed"] is True
+    assert result["stdout_lines"] == ["a,", "b c", 'd"e']
+    assert result["stderr_lines"] == []
+    assert result["container"]["config"]["Cmd"] == ["printf", "%s\\n", "a,", "b c", 'd"e']
     assert not containers(run_id)
 
 

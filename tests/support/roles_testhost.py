@@ -144,9 +144,23 @@ class TestHost:
         )
         return set(listing.splitlines())
 
-    def playbook(self, playbook, extra_vars, workdir, *, check=False, diff=False, args=()):
-        """Run tests/integration/playbooks/<playbook> against this host from the project
-        root (so ansible.cfg applies). Extra vars go through a JSON file (typed values)."""
+    def playbook(
+        self,
+        playbook,
+        extra_vars,
+        workdir,
+        *,
+        check=False,
+        diff=False,
+        args=(),
+        cwd=None,
+        ansible_config=None,
+        extra_env=None,
+    ):
+        """Run tests/integration/playbooks/<playbook> (or a playbook given by its absolute
+        path) against this host, by default from the project root with its ansible.cfg;
+        `cwd`, `ansible_config` and `extra_env` run it as a user elsewhere would. Extra
+        vars go through a JSON file (typed values)."""
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         inventory = workdir / "inventory.json"
@@ -173,7 +187,7 @@ class TestHost:
             str(inventory),
             "-e",
             f"@{variables}",
-            str(ROOT / "tests" / "integration" / "playbooks" / playbook),
+            str(ROOT / "tests" / "integration" / "playbooks" / playbook),  # absolute: as is
             *args,
         ]
         if check:
@@ -181,9 +195,16 @@ class TestHost:
         if diff:
             command.append("--diff")
         env = dict(os.environ, ANSIBLE_PIPELINING="1", ANSIBLE_NOCOLOR="1")
-        env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+        env["ANSIBLE_CONFIG"] = str(ansible_config or ROOT / "ansible.cfg")
+        env.update(extra_env or {})
         done = subprocess.run(
-            command, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=600
+            command,
+            cwd=cwd or ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
         )
         return PlaybookRun(done)
 

@@ -8,7 +8,13 @@ import random
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible_collections.kuatecno.devenv.plugins.filter import credentials, launcher, semver, users
+from ansible_collections.kuatecno.devenv.plugins.filter import (
+    credentials,
+    image,
+    launcher,
+    semver,
+    users,
+)
 
 PASSWD = {
     "alice": ["x", "1000", "1000", "", "/home/alice", "/bin/bash"],
@@ -515,3 +521,75 @@ def test_semver_sort_refuses_what_is_not_a_version(bad):
 def test_semver_sort_argument_errors(versions, reverse, message):
     with pytest.raises(AnsibleFilterError, match=r"kuatecno\.devenv\.semver_sort: .*" + message):
         semver.semver_sort(versions, reverse=reverse)
+
+
+# --------------------------------------------------------------------------- image checks
+
+NPM = r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*$"
+EXACT = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"
+SEMVER = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$"
+NAME = r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+
+
+@pytest.mark.parametrize(
+    ("agents", "problems"),
+    [
+        ({"@anthropic-ai/claude-code": "2.0.76", "@google/gemini-cli": "0.22.4"}, []),
+        (
+            {"@anthropic-ai/claude-code": "^2.0.0", "@google/gemini-cli": "0.22.4"},
+            ["@anthropic-ai/claude-code: '^2.0.0' (not an exact version)"],
+        ),
+        ({"Bad Name": "1.0.0", "x": "latest"}, ["'Bad Name' (not an npm package name)",
+                                                "x: 'latest' (not an exact version)"]),
+        ({"x": 2}, ["x: 2 (not an exact version)"]),
+    ],
+)  # fmt: skip
+def test_agent_pin_problems_name_only_the_wrong_agents(agents, problems):
+    assert image.agent_pin_problems(agents, NPM, EXACT) == problems
+
+
+@pytest.mark.parametrize(
+    ("images", "problems"),
+    [
+        ([{"name": "tools", "version": "1.0.0", "instructions": ["RUN true"]}], []),
+        (
+            [{"name": "tools", "version": "1.0.0"}],
+            ["entry 1 (tools) needs a list of Dockerfile instructions"],
+        ),
+        (
+            [{"name": "devenv", "version": 1, "instructions": "RUN true"}],
+            [
+                "entry 1 (devenv) needs a name other than devenv, a quoted semantic version, "
+                "a list of Dockerfile instructions"
+            ],
+        ),
+        (
+            [
+                {"name": "ok", "version": "1.0.0", "instructions": ["RUN true"]},
+                {"version": "1.0.0", "instructions": ["RUN true"], "verify_commands": "x"},
+                "text",
+            ],
+            [
+                "entry 2 ((no name)) needs a name that is a Docker repository name, "
+                "verify_commands as a list of argument lists",
+                "entry 3 must be a mapping with name, version, instructions",
+            ],
+        ),
+    ],
+)
+def test_custom_image_problems_name_what_each_entry_needs(images, problems):
+    assert image.custom_image_problems(images, "devenv", NAME, SEMVER) == problems
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (0.4, "0s"), (42.6, "43s"), (59.4, "59s"), (60, "1m 00s"), (125.2, "2m 05s"),
+     ("7.0", "7s"), (3725, "62m 05s")],
+)  # fmt: skip
+def test_duration(seconds, text):
+    assert image.duration(seconds) == text
+
+
+def test_duration_refuses_what_is_no_number():
+    with pytest.raises(AnsibleFilterError, match=r"kuatecno\.devenv\.duration: expected a number"):
+        image.duration("soon")

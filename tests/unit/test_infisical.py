@@ -318,3 +318,38 @@ def test_ctrl_c_during_fetch_kills_the_cli(tmp_path):
         timer.cancel()
     time.sleep(0.2)
     assert _stand_in_pids(seed) == []
+
+
+@pytest.mark.parametrize(
+    ("environ", "source", "hidden"),
+    [
+        ({}, None, []),
+        ({"INFISICAL_TOKEN": "a"}, "INFISICAL_TOKEN", []),
+        (
+            {"INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN": "b"},
+            "INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN",
+            [],
+        ),
+        (
+            {"INFISICAL_TOKEN": "a", "INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN": "b"},
+            "INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN",
+            ["INFISICAL_TOKEN"],
+        ),
+        (
+            {"INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN": "  ", "INFISICAL_TOKEN": "a"},
+            "INFISICAL_TOKEN",
+            [],
+        ),
+    ],
+)
+def test_token_source_follows_the_cli_s_order(environ, source, hidden):
+    assert inf.token_source(environ) == (source, hidden)
+
+
+def test_environ_with_token_leaves_no_other_token_in_front():
+    env = inf.environ_with_token({"INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN": "old", "X": "1"}, "new")
+    assert {k: v for k, v in env.items() if k.startswith("INFISICAL_")} == {
+        "INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN": "new",
+        "INFISICAL_TOKEN": "new",
+    }
+    assert env["X"] == "1"

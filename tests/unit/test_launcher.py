@@ -101,19 +101,80 @@ def test_parse_run_args_rejects(args):
 @pytest.mark.parametrize(
     ("argv", "code", "stream", "fragment"),
     [
-        ([], 2, "err", "usage: devenv run"),
-        (["--help"], 0, "out", "usage: devenv run"),
-        (["frobnicate"], 2, "err", "unknown command 'frobnicate'"),
+        ([], 2, "err", "usage: devenv COMMAND"),
+        (["--help"], 0, "out", "usage: devenv COMMAND"),
+        (["-h"], 0, "out", "commands:"),
+        (["help"], 0, "out", "commands:"),
+        (["--version"], 0, "out", f"devenv {la.VERSION} (kuatecno.devenv)"),
+        (["frobnicate"], 2, "err", "unknown command 'frobnicate' (commands: run, config"),
+        (["--frobnicate"], 2, "err", "`devenv help` lists the commands"),
         (["run", "--bogus"], 2, "err", "unknown option '--bogus'"),
-        (["run", "--help"], 0, "out", "--dry-run"),
+        (["run", "--bogus"], 2, "err", "`devenv help run` shows its options"),
+        (["run", "--help"], 0, "out", "usage: devenv run [--dry-run]"),
+        (["help", "run"], 0, "out", "usage: devenv run [--dry-run]"),
+        (["config", "--help"], 0, "out", "--check FILE"),
+        (["help", "config"], 0, "out", "usage: devenv config [--check FILE]"),
+        (["completion", "-h"], 0, "out", "usage: devenv completion bash|zsh"),
+        (["help", "help"], 0, "out", "usage: devenv help [COMMAND]"),
+        (["help", "frob"], 2, "err", "unknown command 'frob'"),
+        (["help", "run", "x"], 2, "err", "at most one COMMAND"),
         (["config", "--check"], 2, "err", "exactly one FILE"),
+        (["config", "--check"], 2, "err", "usage: devenv config [--check FILE]"),
         (["config", "extra"], 2, "err", "unknown argument"),
+        (["completion"], 2, "err", "bash or zsh"),
+        (["completion", "fish"], 2, "err", "bash or zsh"),
     ],
 )
 def test_main_usage(capsys, argv, code, stream, fragment):
     assert la.main(argv) == code
     captured = capsys.readouterr()
     assert fragment in (captured.out if stream == "out" else captured.err)
+
+
+def test_every_command_has_a_handler_and_lists_in_the_help(capsys):
+    assert la.main(["help"]) == 0
+    listing = capsys.readouterr().out
+    for row in la._COMMANDS:
+        assert callable(getattr(la, "cmd_" + row[0]))
+        assert f"  {row[0]} " in listing and row[1] in listing
+        assert la.main([row[0], "--help"]) == 0
+        own = capsys.readouterr().out
+        assert own == la.command_help(row[0])
+        assert own.startswith(f"usage: devenv {row[0]}") and "-h, --help" in own
+
+
+def test_run_help_lists_every_flag_of_the_settings_table(capsys):
+    assert la.main(["run", "--help"]) == 0
+    text = capsys.readouterr().out
+    for setting in la.SETTINGS:
+        if setting.flag:
+            assert f"{setting.flag} {setting.metavar}" in text, setting.name
+    assert "--dry-run" in text and "--no-secrets" in text
+
+
+def test_version_is_the_collection_s():
+    galaxy = yaml.safe_load((ROOT / "collections/devenv/galaxy.yml").read_text())
+    assert la.VERSION == galaxy["version"]
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_scripts_know_every_command_and_flag(capsys, shell):
+    assert la.main(["completion", shell]) == 0
+    script = capsys.readouterr().out
+    assert "devenv dev" in script  # registered for both names
+    for row in la._COMMANDS:
+        assert row[0] in script
+    for setting in la.SETTINGS:
+        if setting.flag:
+            assert setting.flag in script, setting.name
+    assert "--dry-run" in script and "--check" in script
+
+
+def test_bash_completion_script_parses_in_bash(tmp_path):
+    script = tmp_path / "completion.bash"
+    script.write_text(la.completion_script("bash"))
+    done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 # ---------------------------------------------------------------- configuration layers
@@ -305,6 +366,17 @@ def test_run_passes_secrets_only_in_the_start_payload(run_env):
     encoded = base64.b64encode(canary().encode()).decode()
     assert f"E DEVENV_CANARY {encoded}" in spec.start_payload().decode()
     assert json.loads(record.read_text())["token_on_cmdline"] is False
+
+
+def test_a_hidden_infisical_token_is_named(run_env, capsys):
+    """Both token variables set: the CLI reads INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN."""
+    assert la.main(["run", "--", "env"]) == 7
+    err = capsys.readouterr().err
+    assert (
+        "note: INFISICAL_TOKEN is set, but the Infisical CLI uses "
+        "INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN (read first)"
+    ) in err
+    assert "tok-xyz" not in err and "tok-ua" not in err
 
 
 def test_engine_checked_before_secrets(run_env, monkeypatch, capsys):
@@ -677,6 +749,10 @@ def test_role_check_code_runs_against_the_installed_library(tmp_path):
     assert bad.returncode == 2 and "memory" in bad.stderr
 
 
+@pytest.mark.skipif(
+    not hasattr(sys, "stdlib_module_names"),
+    reason="the list of standard modules needs Python 3.10; on 3.9 the other tests run the files",
+)
 @pytest.mark.parametrize("name", la.LAUNCHER_FILES)
 def test_python39_syntax_and_stdlib_only(name):
     source = (MODULE_UTILS / name).read_text(encoding="utf-8")

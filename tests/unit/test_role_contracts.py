@@ -6,6 +6,7 @@
   underscore; no name is defined in both defaults/ and vars/.
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,47 @@ def test_one_minimum_ansible_version_everywhere():
     pins = (ROOT / "requirements" / "requirements.txt").read_text(encoding="utf-8")
     pinned = next(line for line in pins.splitlines() if line.startswith("ansible-core=="))
     assert pinned.split("==")[1].startswith(major_minor + ".")
+
+
+def _task_files(role):
+    return sorted((ROLES_DIR / role).glob("*/*.yml"))
+
+
+def _modules(tasks):
+    """Fully qualified action names used by a list of tasks (blocks included)."""
+    found = set()
+    for task in tasks or []:
+        for key in ("block", "rescue", "always"):
+            found |= _modules(task.get(key))
+        found |= {key for key in task if key.count(".") == 2}
+    return found
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_modules_come_from_declared_collections_or_a_macos_only_include(role):
+    """A Linux host must not need a collection the collection does not declare: a task file
+    using one is reached only through include_tasks (never parsed where its condition is
+    false) under a macOS-only condition."""
+    galaxy = _load(ROOT / "collections" / "devenv" / "galaxy.yml")
+    declared = {"ansible.builtin", "kuatecno.devenv", *galaxy.get("dependencies", {})}
+    main = _load(ROLES_DIR / role / "tasks" / "main.yml") or []
+    for path in _task_files(role):
+        if path.parent.name not in ("tasks", "handlers"):
+            continue
+        used = {".".join(m.split(".")[:2]) for m in _modules(_load(path) or [])}
+        extra = used - declared
+        if not extra:
+            continue
+        includes = [
+            t
+            for t in main
+            if (t.get("ansible.builtin.include_tasks") or {}).get("file") == path.name
+        ]
+        imports = [t for t in main if t.get("ansible.builtin.import_tasks") == path.name]
+        assert includes and not imports, f"{role}/{path.name} needs {extra} on every host"
+        for task in includes:
+            condition = json.dumps(task.get("when"))
+            assert "homebrew" in condition or "Darwin" in condition, (path.name, condition)
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ansible_collections.kuatecno.devenv.plugins.module_utils import _runspec, _settings
+from ansible_collections.kuatecno.devenv.plugins.module_utils import _launcher, _runspec, _settings
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
@@ -263,6 +263,29 @@ def test_dev_block_is_a_thin_call_of_the_launcher(prefix, tmp_path, access, os_f
     fake.chmod(0o755)
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout == "[run][--][a b][$HOME][]"
+
+
+@pytest.mark.parametrize(("rc_file", "shell"), [(".bashrc", "bash"), (".zshrc", "zsh")])
+def test_blocks_define_dev_and_source_the_completion(rc_file, shell):
+    role_vars = RoleVars(ROLE)
+    block = role_vars["_devenv_launcher_blocks"][rc_file]
+    assert sorted(role_vars["_devenv_launcher_blocks"]) == sorted(
+        role_vars["_devenv_launcher_rc_names"].values()
+    )
+    first, second = block.splitlines()
+    assert first == role_vars["_devenv_launcher_block"]
+    assert f'"/usr/local/share/devenv/completion.{shell}"' in second
+    assert second.startswith("if [") and second.endswith("fi")
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_scripts_are_the_launcher_s_own(shell):
+    """The role installs what `devenv completion SHELL` prints, made by the same code."""
+    argv = RoleVars(ROLE, ansible_playbook_python=sys.executable, item=shell)[
+        "_devenv_launcher_completion_argv"
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout == _launcher.completion_script(shell)
 
 
 def test_the_sudo_rule_lets_the_group_run_exactly_the_launcher():

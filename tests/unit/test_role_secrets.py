@@ -270,3 +270,48 @@ def test_ssh_keygen_is_the_first_found():
 def test_private_key_header(line, private):
     header = role_file(ROLE, "vars/main.yml")["_devenv_secrets_private_key_header"]
     assert bool(re.search(header, line)) is private
+
+
+def test_the_image_and_the_hosts_install_infisical_the_same_way():
+    """Same repository, same signing-key format and file name, same pinned version."""
+    image = role_file("devenv_image", "defaults/main.yml")
+    hosts = role_file(ROLE, "defaults/main.yml")
+    assert image["devenv_image_infisical_version"] == hosts["devenv_secrets_infisical_version"]
+    for image_key, hosts_key in (
+        ("repo_url", "apt_repo_url"),
+        ("repo_suite", "apt_suite"),
+        ("repo_components", "apt_components"),
+        ("repo_key_url", "apt_key_url"),
+        ("repo_key_checksum", "apt_key_checksum"),
+    ):
+        assert image[f"devenv_image_infisical_{image_key}"] == hosts[f"devenv_secrets_{hosts_key}"]
+    image_vars = role_file("devenv_image", "vars/main.yml")
+    hosts_vars = role_file(ROLE, "vars/main.yml")
+    keyring = hosts_vars["_devenv_secrets_apt_keyring"]
+    assert image_vars["_devenv_image_infisical_keyring"] == keyring
+    assert (
+        image_vars["_devenv_image_infisical_sources"] == hosts_vars["_devenv_secrets_apt_sources"]
+    )
+    # Infisical serves an ASCII-armoured key; apt before 3.0 takes the format from the file
+    # name and ignores an armoured key saved as .gpg (tests/integration/test_secrets_apt.py).
+    assert keyring.endswith(".asc")
+    dockerfile = RoleVars(
+        "devenv_image", _devenv_image_nodejs_from="distribution", devenv_image_infisical=True
+    ).render("Dockerfile.j2")
+    assert f"-o {keyring}" in dockerfile
+    assert f"'Signed-By: {keyring}'" in dockerfile
+    assert f"infisical={hosts['devenv_secrets_infisical_version']} " in dockerfile
+    assert ".gpg " not in dockerfile.replace("infisical.gpg -o", "")
+
+
+def test_the_binary_default_is_infisical_s_release_archive_for_the_host():
+    for system, arch, asset in (
+        ("Linux", "x86_64", "cli_0.43.94_linux_amd64.tar.gz"),
+        ("Linux", "aarch64", "cli_0.43.94_linux_arm64.tar.gz"),
+        ("Darwin", "arm64", "cli_0.43.94_darwin_arm64.tar.gz"),
+    ):
+        role_vars = RoleVars(ROLE, facts={"system": system, "architecture": arch})
+        assert role_vars["devenv_secrets_binary_url"] == (
+            f"https://github.com/Infisical/cli/releases/download/v0.43.94/{asset}"
+        )
+        assert role_vars["_devenv_secrets_binary_is_archive"] is True

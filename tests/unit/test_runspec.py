@@ -7,6 +7,7 @@ import socket
 import stat
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from ansible_collections.kuatecno.devenv.plugins.module_utils import _runspec as rs
@@ -1056,6 +1057,26 @@ def test_check_resolves_each_configured_login_and_lets_missing_paths_pass(host_f
     assert any(n.startswith("any user: code_dir") for n in notices)
     assert any(n.startswith("bob: code_dir") for n in notices)
     assert any("credentials[0].source" in n for n in notices)
+
+
+def test_check_as_one_user_passes_paths_closed_to_them_as_notices(host_for, monkeypatch):
+    """`devenv config --check` run by alice: bob's home is closed to her (seen on a test
+    host); his run checks his files. A real run still refuses an unreadable path."""
+    real_stat = os.stat
+
+    def closed(path, *args, **kwargs):
+        if "/homes/bob/" in str(path):
+            raise PermissionError(13, "Permission denied")
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(rs.os, "stat", closed)
+    settings = {"ssh": "none", "gitconfig": "~/.gitconfig", "users": {"bob": {}}}
+    notices = check_settings(settings, host_for)
+    assert any(n.startswith("bob: gitconfig") and "cannot be looked at" in n for n in notices)
+    bob = host_for("bob")
+    (Path(bob.home) / "Coding").mkdir()
+    with pytest.raises(RunSpecError, match="cannot be read"):
+        build_spec({"ssh": "none", "code_dir": "~/Coding"}, host=bob)
 
 
 def test_module_is_stdlib_only():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -193,8 +195,113 @@ def test_token_reaches_infisical_only_through_its_environment(tmp_path, monkeypa
     settings = sr.settings_from_params(_params(tmp_path, infisical=infisical))
     assert sr._fetch(settings["secrets"], infisical) == {"API_KEY": SECRET}
     assert seen["env"]["INFISICAL_TOKEN"] == "tok-123"
+    assert seen["env"]["INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN"] == "tok-123"
     assert "tok-123" not in " ".join(seen["argv"])
     assert seen["timeout"] == 7
+
+
+STAND_IN = str(Path(__file__).resolve().parents[2] / "tests" / "support" / "infisical")
+
+
+def test_the_module_token_wins_over_a_token_in_the_module_s_environment(tmp_path, monkeypatch):
+    """The Infisical CLI reads INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN before INFISICAL_TOKEN:
+    a token of the environment must not hide the one the task gives."""
+    record = tmp_path / "call.json"
+    monkeypatch.setenv("INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN", "tok-from-the-environment")
+    monkeypatch.setenv("INFISICAL_TOKEN", "tok-also-from-the-environment")
+    monkeypatch.setenv("DEVENV_FAKE_INFISICAL_RECORD", str(record))
+    wanted = hashlib.sha256(b"tok-of-the-task").hexdigest()
+    monkeypatch.setenv("DEVENV_FAKE_INFISICAL_TOKEN_SHA256", wanted)
+    infisical = {"project_id": "p1", "binary": STAND_IN, "token": "tok-of-the-task"}
+    settings = sr.settings_from_params(_params(tmp_path, infisical=infisical))
+    fetched = sr._fetch(settings["secrets"], infisical)
+    assert set(fetched) == {"DEVENV_CANARY", "DEVENV_PLAIN"}
+    call = json.loads(record.read_text())
+    assert call["token_source"] == "INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN"
+    assert call["token_sha256"] == wanted and call["token_on_cmdline"] is False
+    # Without the task's token the environment's is used, as the CLI itself would.
+    settings = sr.settings_from_params(_params(tmp_path, infisical=dict(infisical, token=None)))
+    with pytest.raises(_infisical.SecretsError, match="Token is invalid"):
+        sr._fetch(settings["secrets"], dict(infisical, token=None))
+
+
+@pytest.mark.parametrize(
+    ("given", "argv"),
+    [
+        ("echo a, b", ["echo", "a,", "b"]),
+        ("printf '%s\\n' 'a b' c", ["printf", "%s\\n", "a b", "c"]),
+        ('sh -c "echo $HOME; true"', ["sh", "-c", "echo $HOME; true"]),
+        ("  claude   --version ", ["claude", "--version"]),
+        (r"touch a\ b", ["touch", "a b"]),
+        (["echo", "a, b"], ["echo", "a, b"]),
+        (["sleep", 1, 0.5], ["sleep", "1", "0.5"]),
+    ],
+)
+def test_command_string_is_split_like_a_shell_never_on_commas(given, argv):
+    assert sr.command_argv(given) == argv
+
+
+@pytest.mark.parametrize(
+    ("given", "fragment"),
+    [
+        ("echo 'unclosed", "close the quote, or give the command as a list"),
+        ("   ", "holds no command"),
+        (["echo", None], "command[1]: expected a string, got NoneType"),
+        (["echo", True], "command[1]: expected a string, got bool"),
+        ({"cmd": "x"}, "a list of arguments or a string"),
+    ],
+)
+def test_a_command_that_cannot_be_split_is_refused_clearly(given, fragment):
+    with pytest.raises(_runspec.RunSpecError, match=re.escape(fragment)):
+        sr.command_argv(given)
+
+
+def test_a_string_command_reaches_the_engine_split_like_a_shell(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(_engine.Engine, "connect", lambda *a: pytest.fail("engine used"))
+    result = _run_module(
+        {
+            "image": "devenv-test/debian:13",
+            "command": "echo a, 'b c'",
+            "code_dir": str(tmp_path),
+            "user": "1000:1000",
+            "_ansible_check_mode": True,
+        },
+        capsys,
+    )
+    assert result["spec"]["body"]["Cmd"] == ["echo", "a,", "b c"]
+    bad = _run_module(
+        {"image": "x", "command": "echo 'a", "code_dir": str(tmp_path), "user": "1:1"}, capsys
+    )
+    assert bad["failed"] is True and bad["ran"] is False
+    assert "cannot be split into words" in bad["msg"]
+
+
+def test_a_run_returns_output_lines_and_reports_changed(tmp_path, capsys, monkeypatch):
+    class FakeEngine:
+        def require_image(self, image):
+            pass
+
+        def run(self, spec, timeout, output_limit):
+            return {
+                "rc": 0,
+                "stdout": "one\ntwo\n",
+                "stderr": "warn\n",
+                "stdout_truncated": False,
+                "stderr_truncated": False,
+                "oom_killed": False,
+                "timed_out": False,
+                "removed": True,
+                "container": {},
+            }
+
+    monkeypatch.setattr(_engine.Engine, "connect", classmethod(lambda cls, *a: FakeEngine()))
+    result = _run_module(
+        {"image": "img", "command": "true", "code_dir": str(tmp_path), "user": "1000:1000"},
+        capsys,
+    )
+    assert result["stdout_lines"] == ["one", "two"]
+    assert result["stderr_lines"] == ["warn"]
+    assert result["changed"] is True and result["ran"] is True
 
 
 def test_merge_secrets_refuses_a_name_given_twice_without_showing_values():

@@ -4,9 +4,12 @@
 
 Standard library only, Python 3.9+. Only the JSON format is used: the dotenv format's
 quoting does not survive Docker's env-file parser, and `--output-file` creates a
-world-readable file. The token travels only in the environment (INFISICAL_TOKEN or
-INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN, or the CLI's own login), never on a command line.
+world-readable file. The token travels only in the environment, never on a command line.
 Nothing fetched is written anywhere; on any failure the output is discarded whole.
+
+Which token the CLI uses (its GetInfisicalToken): the --token flag (never used here),
+then INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN, then INFISICAL_TOKEN, then its own login
+(`infisical login`). A token of the first variable therefore hides one of the second.
 """
 
 from __future__ import annotations
@@ -27,7 +30,19 @@ if TYPE_CHECKING:  # annotations only; typing costs start-up time
     # (argv, env, timeout) -> (returncode, stdout, stderr); raises TimeoutError on timeout.
     Runner = Callable[[list, dict, float], tuple[int, bytes, bytes]]
 
-__all__ = ["SecretsError", "Stopped", "build_argv", "fetch_secrets", "parse_export"]
+__all__ = [
+    "TOKEN_VARIABLES",
+    "SecretsError",
+    "Stopped",
+    "build_argv",
+    "environ_with_token",
+    "fetch_secrets",
+    "parse_export",
+    "token_source",
+]
+
+# The environment variables the Infisical CLI reads a token from, in its own order.
+TOKEN_VARIABLES = ("INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN", "INFISICAL_TOKEN")
 
 OUTPUT_MAX = 16 * 1024 * 1024
 STDERR_SHOWN = 300
@@ -63,6 +78,22 @@ def build_argv(settings: Mapping[str, Any]) -> list[str]:
     if config["domain"]:
         argv.append("--domain=" + config["domain"])
     return argv
+
+
+def token_source(environ: Mapping[str, str]) -> tuple[Optional[str], list[str]]:
+    """The variable whose token the CLI will use (None: its own login) and the token
+    variables that are set but hidden by it."""
+    present = [name for name in TOKEN_VARIABLES if environ.get(name, "").strip()]
+    return (present[0] if present else None), present[1:]
+
+
+def environ_with_token(environ: Mapping[str, str], token: str) -> dict[str, str]:
+    """The CLI's environment with `token` in every variable it reads a token from, so
+    no token already in `environ` can take precedence over the one given."""
+    env = dict(environ)
+    for name in TOKEN_VARIABLES:
+        env[name] = token
+    return env
 
 
 class Stopped(BaseException):

@@ -61,54 +61,162 @@ EXIT_USAGE = 2  # bad command line or configuration: nothing was fetched or star
 EXIT_LAUNCH = 125  # engine, image, secrets or docker CLI problem before the container ran
 EXIT_INTERRUPTED = 130
 
+# The release of the kuatecno.devenv collection this launcher belongs to (`devenv
+# --version`); held equal to galaxy.yml's version by tests/unit/test_launcher.py.
+VERSION = "0.1.0"
+
 _RUN_SWITCHES = (
     ("--dry-run", "print the docker command and the secret names; start nothing"),
     ("--no-secrets", "start without fetching secrets"),
 )
+_HELP_SWITCH = ("-h, --help", "show this help and exit")
 
 
-def _run_usage() -> str:
-    """`devenv run`'s synopsis; its setting options come from the settings table."""
-    words = [f"[{name}]" for name, _doc in _RUN_SWITCHES]
-    words += [f"[{s.flag} {s.metavar}]" for s in SETTINGS if s.flag]
-    lines, line = [], "usage: devenv run"
-    for word in [*words, "[--]", "[COMMAND...]"]:
-        if len(line) + len(word) > 86:
+def _wrap(words: list[str], first: str, width: int = 88) -> str:
+    """`first` followed by the words, wrapped under it."""
+    lines, line = [], first
+    for word in words:
+        if len(line) + len(word) + 1 > width and line.strip() != first.strip():
             lines.append(line)
-            line = " " * 17
+            line = " " * len(first)
         line += " " + word
     return "\n".join([*lines, line])
 
 
-def _run_help() -> str:
+def _run_options() -> list[tuple[str, str]]:
+    """`devenv run`'s options: its switches, then the settings table's flags."""
     rows = list(_RUN_SWITCHES)
     rows += [(f"{s.flag} {s.metavar}", f"{s.doc} (setting {s.name})") for s in SETTINGS if s.flag]
-    width = max(len(name) for name, _doc in rows)
-    options = "\n".join(f"  {name:<{width}}  {doc}" for name, doc in rows)
-    return f"{_run_usage()}\n\noptions:\n{options}\n"
+    return rows
 
 
-USAGE = (
-    _run_usage()
-    + """
-       devenv config [--check FILE]
+def _run_usage() -> str:
+    words = [f"[{name}]" for name, _doc in _RUN_SWITCHES]
+    words += [f"[{s.flag} {s.metavar}]" for s in SETTINGS if s.flag]
+    return _wrap([*words, "[--]", "[COMMAND...]"], "usage: devenv run")
 
-run      start a fresh, locked-down container with the code directory at /app and run
-         COMMAND in it (default: an interactive shell); the exit status is the
-         command's. --dry-run prints the docker command and the secret names only.
-config   print the effective configuration and where each value comes from
-         (default, system file, user file, flag); --check FILE validates a system
-         configuration file.
 
-Configuration: $DEVENV_CONFIG or /etc/devenv/config.json (administrator), then
-~/.config/devenv/config.json (you), then flags. The administrator's limits_max cannot be
-exceeded.
-"""
+# ---------------------------------------------------------------- the commands
+#
+# One row per command: name, one-line summary, synopsis (after "devenv "), a short
+# description, its options as (option, help) rows, and what completes its other words
+# (see completion_script): "command" (a command line follows the options), "commands"
+# (a command name), a tuple of words, or None (nothing). The row's handler is
+# cmd_<name>. A new command is one row and one function; the list of commands,
+# `COMMAND --help` and shell completion all come from here.
+
+_COMMANDS = (
+    (
+        "run",
+        "start a fresh, locked-down container (what `dev` does)",
+        None,  # the synopsis is built from the settings table
+        "Start a fresh, locked-down container with the code directory at /app and run\n"
+        "COMMAND in it (default: an interactive shell); the exit status is the command's.\n"
+        "Options stop at -- or at the first word that is not an option.",
+        _run_options,
+        "command",
+    ),
+    (
+        "config",
+        "print the effective configuration, or check a system file",
+        "config [--check FILE]",
+        "Print every setting with its value and where it comes from (default, system\n"
+        "file, users.<login>, user file), then how a run would resolve.",
+        lambda: [("--check FILE", "validate a system configuration file and exit")],
+        None,
+    ),
+    (
+        "ps",
+        "list your running devenv containers",
+        "ps",
+        "List the devenv containers you started that still run: name, image, status.",
+        list,
+        None,
+    ),
+    (
+        "stop",
+        "stop one of your running devenv containers",
+        "stop NAME",
+        "Stop the devenv container NAME (as `devenv ps` lists it); only your own.",
+        list,
+        None,
+    ),
+    (
+        "completion",
+        "print the shell completion script for bash or zsh",
+        "completion bash|zsh",
+        "Print the completion script for devenv and dev. The devenv_launcher role installs\n"
+        'it; elsewhere, add `eval "$(devenv completion bash)"` to ~/.bashrc (zsh: the same\n'
+        "with zsh, in ~/.zshrc).",
+        list,
+        ("bash", "zsh"),
+    ),
+    (
+        "help",
+        "show this help, or the help of COMMAND",
+        "help [COMMAND]",
+        "Show the list of commands, or the usage and options of one command (the same as\n"
+        "`devenv COMMAND --help`).",
+        list,
+        "commands",
+    ),
 )
 
 
+def _command(name: str) -> tuple:
+    for row in _COMMANDS:
+        if row[0] == name:
+            return row
+    names = ", ".join(row[0] for row in _COMMANDS)
+    raise UsageError(f"unknown command {name!r} (commands: {names})", None)
+
+
+def _synopsis(row: tuple) -> str:
+    return _run_usage() if row[0] == "run" else f"usage: devenv {row[2]}"
+
+
+def command_help(name: str) -> str:
+    """The help of one command: synopsis, description, options."""
+    import textwrap  # noqa: PLC0415 - help only
+
+    row = _command(name)
+    rows = [*row[4](), _HELP_SWITCH]
+    width = max(len(option) for option, _doc in rows)
+    indent = " " * (width + 4)
+    options = "\n".join(
+        textwrap.fill(f"  {option:<{width}}  {doc}", 88, subsequent_indent=indent)
+        for option, doc in rows
+    )
+    return f"{_synopsis(row)}\n\n{row[3]}\n\noptions:\n{options}\n"
+
+
+def main_help() -> str:
+    width = max(len(row[0]) for row in _COMMANDS)
+    commands = "\n".join(f"  {row[0]:<{width}}  {row[1]}" for row in _COMMANDS)
+    return f"""usage: devenv COMMAND [ARGS...]
+       devenv --version
+
+Run a shell or a command in a fresh, locked-down container (memory, CPU and process
+limits, no privileges, your code at /app); `dev` is `devenv run`.
+
+commands:
+{commands}
+
+`devenv help COMMAND` (or `devenv COMMAND --help`) shows the options of a command.
+
+Configuration: $DEVENV_CONFIG or {SYSTEM_CONFIG} (administrator), then
+~/.config/devenv/config.json (you), then flags. The administrator's limits_max cannot be
+exceeded.
+"""
+
+
 class UsageError(Exception):
-    pass
+    """A bad command line; `command` names the command whose usage to show (None: the
+    list of commands)."""
+
+    def __init__(self, message: str, command: Optional[str] = "run") -> None:
+        super().__init__(message)
+        self.command = command
 
 
 class LaunchError(Exception):
@@ -535,7 +643,7 @@ def _report(spec: RunSpec) -> None:
 def cmd_run(args: list[str]) -> int:
     options, flags, command = parse_run_args(args)
     if options["help"]:
-        sys.stdout.write(_run_help())
+        sys.stdout.write(command_help("run"))
         return 0
     if command:
         flags = dict(flags, command=command)
@@ -613,6 +721,9 @@ def _fetch_secrets(config: Mapping[str, Any], host: Host) -> dict[str, str]:
             **{k: v for k, v in host.environ.items() if k.startswith("INFISICAL_")},
         }
         identity = (host.uid, host.gid, os.getgrouplist(host.login, host.gid))
+    source, hidden = _infisical.token_source(environ)
+    for name in hidden:
+        _err(f"note: {name} is set, but the Infisical CLI uses {source} (read first)")
     try:
         return _infisical.fetch_secrets(config, environ=environ, identity=identity)
     except _infisical.SecretsError as exc:
@@ -628,12 +739,15 @@ def _fetch_secrets(config: Mapping[str, Any], host: Host) -> dict[str, str]:
 
 
 def cmd_config(args: list[str]) -> int:
+    if _wants_help(args):
+        sys.stdout.write(command_help("config"))
+        return 0
     if args[:1] == ["--check"]:
         if len(args) != 2:
-            raise UsageError("config --check needs exactly one FILE")
+            raise UsageError("config --check needs exactly one FILE", "config")
         return check_file(args[1])
     if args:
-        raise UsageError(f"unknown argument {args[0]!r} for config")
+        raise UsageError(f"unknown argument {args[0]!r} for config", "config")
     host = Host.current()
     settings = default_workdir(load_settings({}, host, os.environ), host)
     system_path, user_path = config_paths(os.environ, host.home)
@@ -652,6 +766,30 @@ def cmd_config(args: list[str]) -> int:
     _report(spec)
     sys.stdout.write(f"# resolved: user {spec.user}, ssh {spec.ssh}, workdir {spec.workdir}\n")
     return 0
+
+
+def cmd_completion(args: list[str]) -> int:
+    if _wants_help(args):
+        sys.stdout.write(command_help("completion"))
+        return 0
+    if len(args) != 1 or args[0] not in ("bash", "zsh"):
+        raise UsageError("completion needs the shell: bash or zsh", "completion")
+    sys.stdout.write(completion_script(args[0]))
+    return 0
+
+
+def cmd_help(args: list[str]) -> int:
+    if _wants_help(args):
+        sys.stdout.write(command_help("help"))
+        return 0
+    if len(args) > 1:
+        raise UsageError("help takes at most one COMMAND", "help")
+    sys.stdout.write(command_help(args[0]) if args else main_help())
+    return 0
+
+
+def _wants_help(args: list[str]) -> bool:
+    return args[:1] in (["-h"], ["--help"])
 
 
 def check_file(path: str) -> int:
@@ -692,8 +830,11 @@ def _own_containers(host: Host) -> tuple[list, Mapping[str, str], str]:
 
 
 def cmd_ps(args: list[str]) -> int:
+    if _wants_help(args):
+        sys.stdout.write(command_help("ps"))
+        return 0
     if args:
-        raise UsageError(f"unknown argument {args[0]!r} for ps")
+        raise UsageError(f"unknown argument {args[0]!r} for ps", "ps")
     found, _env, _sock = _own_containers(Host.current())
     rows = [("NAME", "IMAGE", "STATUS")]
     rows += [((c.get("Names") or ["?"])[0].lstrip("/"), c.get("Image", ""), c.get("Status", ""))
@@ -705,8 +846,11 @@ def cmd_ps(args: list[str]) -> int:
 
 
 def cmd_stop(args: list[str]) -> int:
+    if _wants_help(args):
+        sys.stdout.write(command_help("stop"))
+        return 0
     if len(args) != 1 or args[0].startswith("-"):
-        raise UsageError("stop needs exactly one container NAME (see devenv ps)")
+        raise UsageError("stop needs exactly one container NAME (see devenv ps)", "stop")
     host = Host.current()
     found, _env, sock = _own_containers(host)
     names = {n.lstrip("/") for c in found for n in c.get("Names") or []}
@@ -721,15 +865,18 @@ def cmd_stop(args: list[str]) -> int:
 
 def _dispatch(args: list[str]) -> int:
     if not args:
-        sys.stderr.write(USAGE)
+        sys.stderr.write(main_help())
         return EXIT_USAGE
-    if args[0] in ("-h", "--help", "help"):
-        sys.stdout.write(USAGE)
+    if args[0] in ("-h", "--help"):
+        sys.stdout.write(main_help())
         return 0
-    commands = {"run": cmd_run, "config": cmd_config, "ps": cmd_ps, "stop": cmd_stop}
-    if args[0] not in commands:
-        raise UsageError(f"unknown command {args[0]!r}")
-    return commands[args[0]](args[1:])
+    if args[0] == "--version":
+        sys.stdout.write(f"devenv {VERSION} (kuatecno.devenv)\n")
+        return 0
+    if args[0].startswith("-"):
+        raise UsageError(f"unknown option {args[0]!r}; the command comes first", None)
+    name = _command(args[0])[0]
+    return globals()["cmd_" + name](args[1:])
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -738,7 +885,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         return _dispatch(args)
     except UsageError as exc:
-        _err(f"{exc}\n{USAGE.splitlines()[0]}")
+        if exc.command is None:
+            hint = "usage: devenv COMMAND [ARGS...]; `devenv help` lists the commands"
+        else:
+            row = _command(exc.command)
+            hint = f"{_synopsis(row).splitlines()[0]} ...\n`devenv help {row[0]}` shows its options"
+        _err(f"{exc}\n{hint}")
         return EXIT_USAGE
     except RunSpecError as exc:
         _err(f"{exc}. Nothing was started.")
@@ -749,3 +901,169 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted; nothing was started")
         return EXIT_INTERRUPTED
+
+
+# ---------------------------------------------------------------- shell completion
+#
+# Generated from the command table and the settings table, so a new command, option or
+# flag completes without further work. Static scripts (no devenv start per TAB); they
+# use only the shells' own builtins (bash: complete/compgen, bash 3.2 included; zsh:
+# its completion system, started with compinit when the user's setup has not).
+
+
+def _option_rows(row: tuple) -> list[tuple[list[str], Optional[str], str]]:
+    """(names, metavar or None, help) of a command's options, the help switch included."""
+    out = []
+    for option, doc in [*row[4](), _HELP_SWITCH]:
+        *names, last = option.split(", ")
+        name, _sep, metavar = last.partition(" ")
+        out.append(([*names, name], metavar or None, doc))
+    return out
+
+
+def _bash_completion() -> str:
+    cases = []
+    for row in _COMMANDS:
+        rows = _option_rows(row)
+        opts = " ".join(n for names, _m, _d in rows for n in names)
+        values = " ".join(n for names, metavar, _d in rows if metavar for n in names)
+        kind = row[5]
+        words = (
+            " ".join(r[0] for r in _COMMANDS)
+            if kind == "commands"
+            else " ".join(kind)
+            if isinstance(kind, tuple)
+            else kind or ""
+        )
+        cases.append(f'        {row[0]}) opts="{opts}" values="{values}" words="{words}" ;;')
+    commands = " ".join(row[0] for row in _COMMANDS)
+    return f"""# bash completion for devenv and dev (kuatecno.devenv {VERSION}), generated by
+# `devenv completion bash`. Builtins only: complete and compgen.
+_devenv_complete() {{
+    local line="${{COMP_LINE:0:$COMP_POINT}}" cmd start i word cur opts values words
+    local -a w
+    read -r -a w <<< "$line"
+    case "$line" in *[[:space:]]) w[${{#w[@]}}]="" ;; esac
+    cur="${{w[${{#w[@]}}-1]}}"
+    COMPREPLY=()
+    if [ "${{w[0]##*/}}" = dev ]; then
+        cmd=run start=1
+    elif [ "${{#w[@]}}" -le 2 ]; then
+        case "$cur" in
+            -*) COMPREPLY=($(compgen -W "--help --version" -- "$cur")) ;;
+            *) COMPREPLY=($(compgen -W "{commands}" -- "$cur")) ;;
+        esac
+        return 0
+    else
+        cmd="${{w[1]}}" start=2
+    fi
+    case "$cmd" in
+{chr(10).join(cases)}
+        *) return 0 ;;
+    esac
+    # The value of an option (--memory 2g): nothing to offer but file names.
+    for word in $values; do
+        [ "${{w[${{#w[@]}}-2]}}" = "$word" ] && return 0
+    done
+    case "$cur" in *=*) return 0 ;; esac
+    if [ "$words" = command ]; then
+        # Options stop at -- or at the first word that is neither an option nor its value.
+        i=$start
+        while [ "$i" -lt $((${{#w[@]}} - 1)) ]; do
+            word="${{w[$i]}}"
+            case "$word" in
+                --)
+                    [ "$i" -eq $((${{#w[@]}} - 2)) ] && COMPREPLY=($(compgen -c -- "$cur"))
+                    return 0 ;;
+                -*=*) ;;
+                -*) case " $values " in *" $word "*) i=$((i + 1)) ;; esac ;;
+                *) return 0 ;;
+            esac
+            i=$((i + 1))
+        done
+        case "$cur" in
+            ""|-*) COMPREPLY=($(compgen -W "$opts --" -- "$cur")) ;;
+            *) COMPREPLY=($(compgen -c -- "$cur")) ;;
+        esac
+        return 0
+    fi
+    case "$cur" in
+        -*) COMPREPLY=($(compgen -W "$opts" -- "$cur")) ;;
+        *)
+            if [ -n "$words" ] && [ "${{#w[@]}}" -eq $((start + 1)) ]; then
+                COMPREPLY=($(compgen -W "$words" -- "$cur"))
+            fi ;;
+    esac
+    return 0
+}}
+complete -o default -F _devenv_complete devenv dev
+"""
+
+
+def _zsh_quote(text: str) -> str:
+    """Text for a zsh _arguments spec in single quotes: [ ] : and \\ escaped."""
+    for char in ("\\", "[", "]", ":"):
+        text = text.replace(char, "\\" + char)
+    return text.replace("'", "'\\''")
+
+
+def _zsh_completion() -> str:
+    functions = []
+    for row in _COMMANDS:
+        specs = []
+        for names, metavar, doc in _option_rows(row):
+            action = "_files" if metavar == "FILE" else " "
+            value = "" if metavar is None else f":{metavar}:{action}"
+            sep = "=" if metavar and row[5] == "command" else ""
+            exclusive = "(- *)" if "--help" in names else ""
+            for name in names:
+                specs.append(f"'{exclusive}{name}{sep}[{_zsh_quote(doc)}]{value}'")
+        kind = row[5]
+        if kind == "command":
+            specs.append("'*::command line:_normal'")
+            head = "_arguments -S -A '-*'"
+        else:
+            head = "_arguments"
+            if kind == "commands":
+                specs.append("'1:command:(" + " ".join(r[0] for r in _COMMANDS) + ")'")
+            elif isinstance(kind, tuple):
+                specs.append("'1:" + row[0] + ":(" + " ".join(kind) + ")'")
+        body = " \\\n    ".join([head, *specs])
+        functions.append(f"_devenv_{row[0]}() {{\n  {body}\n}}\n")
+    described = " ".join("'{}:{}'".format(r[0], r[1].replace("'", "'\\''")) for r in _COMMANDS)
+    calls = "\n".join(f"        {r[0]}) _devenv_{r[0]} ;;" for r in _COMMANDS)
+    return f"""#compdef devenv dev
+# zsh completion for devenv and dev (kuatecno.devenv {VERSION}), generated by
+# `devenv completion zsh`. Starts zsh's completion system if the setup has not.
+(( $+functions[compdef] )) || {{ autoload -Uz compinit && compinit -i }}
+
+{chr(10).join(functions)}
+_devenv() {{
+  if [[ $service == dev ]]; then
+    _devenv_run
+    return
+  fi
+  local -a commands
+  commands=({described})
+  local state
+  _arguments -C \\
+    '(- *)--version[print the version and exit]' \\
+    '(- *)'{{-h,--help}}'[show the list of commands and exit]' \\
+    '1: :->command' \\
+    '*:: :->args'
+  case $state in
+    command) _describe -t commands 'devenv command' commands ;;
+    args)
+      case $words[1] in
+{calls}
+      esac ;;
+  esac
+}}
+
+compdef _devenv devenv dev
+"""
+
+
+def completion_script(shell: str) -> str:
+    """The completion script for `devenv` and `dev` in bash or zsh."""
+    return _bash_completion() if shell == "bash" else _zsh_completion()

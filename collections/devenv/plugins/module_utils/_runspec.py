@@ -839,6 +839,16 @@ class _Sources:
             if required:
                 self.notices.append(f"{field_name}: {raw} does not exist yet")
             return None
+        except PermissionError as exc:
+            if self.check:
+                # Checking the administrator's file as one user: another user's files may
+                # be closed to them; that user's own run checks them.
+                self.notices.append(
+                    f"{field_name}: {raw} cannot be looked at by this user ({exc.strerror}); "
+                    "checked when its owner runs devenv"
+                )
+                return None
+            raise RunSpecError(f"{field_name}: {raw!r} cannot be read ({exc.strerror})") from None
         except OSError as exc:
             if self.check:  # a check run by another user than the path's owner
                 self.notices.append(f"{field_name}: {raw} cannot be checked ({exc.strerror})")

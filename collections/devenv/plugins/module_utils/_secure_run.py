@@ -12,6 +12,7 @@ spec, and let ``_engine`` carry out the run.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import tempfile
 from typing import Any, NoReturn, Optional
@@ -64,6 +65,8 @@ def settings_from_params(params: dict) -> dict[str, Any]:
     """The settings layer of the module's parameters. Unset options are ``None``, so
     the table's (module) defaults apply."""
     settings = {key: params.get(key) for key in SETTING_OPTIONS}
+    if settings.get("command") is not None:
+        settings["command"] = command_argv(settings["command"])
     infisical = params.get("infisical")
     if infisical:
         settings["secrets"] = {key: infisical.get(key) for key in INFISICAL_SETTINGS}
@@ -91,9 +94,40 @@ def planned(spec: RunSpec) -> dict[str, Any]:
 def _fetch(secrets: dict[str, Any], infisical: dict[str, Any]) -> dict[str, str]:
     environ = dict(os.environ)
     if infisical.get("token"):
-        # The token reaches the infisical process only through its environment.
-        environ["INFISICAL_TOKEN"] = infisical["token"]
+        # The token reaches the infisical process only through its environment, in every
+        # variable the CLI reads, so a token of the module's own environment
+        # (INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN is read before INFISICAL_TOKEN) can never
+        # take its place.
+        environ = _infisical.environ_with_token(environ, infisical["token"])
     return _infisical.fetch_secrets(secrets, environ=environ)
+
+
+def command_argv(value: Any) -> list[str]:
+    """The `command` option as the argument list of the run: a list as given (numbers
+    become text, as Ansible does for a list of strings); a string split into words the
+    way a POSIX shell splits them (quotes, backslashes), never on commas, and without a
+    shell (no variables, globs, pipes or redirections, as ansible.builtin.command)."""
+    if isinstance(value, str):
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            raise RunSpecError(
+                f"command: {value!r} cannot be split into words ({exc}); close the quote, "
+                "or give the command as a list"
+            ) from None
+        if not words:
+            raise RunSpecError("command: the string holds no command; give the program to run")
+        return words
+    if not isinstance(value, (list, tuple)):
+        raise RunSpecError("command: give a list of arguments or a string")
+    words = []
+    for index, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            raise RunSpecError(
+                f"command[{index}]: expected a string, got {type(item).__name__}; quote it"
+            )
+        words.append(item if isinstance(item, str) else str(item))
+    return words
 
 
 def _run_message(result: dict[str, Any], expected: list[int], memory: Optional[int] = None) -> str:
@@ -129,10 +163,10 @@ def execute(module: Any) -> NoReturn:
 
 def _execute(module: Any, scratch: Optional[str]) -> NoReturn:
     params = module.params
-    layer = settings_from_params(params)
-    if scratch:
-        layer["code_dir"] = scratch
     try:
+        layer = settings_from_params(params)
+        if scratch:
+            layer["code_dir"] = scratch
         settings = parse([("module options", MODULE, layer)], module=True)
         host = Host.current()
         spec = resolve(settings, host).with_secrets(params.get("secrets") or {})
@@ -173,4 +207,9 @@ def _execute(module: Any, scratch: Optional[str]) -> NoReturn:
     expected = params["expected_rc"]
     msg = _run_message(result, expected, spec.memory)
     failed = result["timed_out"] or result["rc"] not in expected
-    module.exit_json(changed=True, failed=failed, ran=True, msg=msg, spec=planned(spec), **result)
+    # As ansible.builtin.command: the output also as lists of lines.
+    lines = {f"{name}_lines": result[name].splitlines() for name in ("stdout", "stderr")}
+    # changed: the command ran (the module cannot know what it changed; see the docs).
+    module.exit_json(
+        changed=True, failed=failed, ran=True, msg=msg, spec=planned(spec), **result, **lines
+    )

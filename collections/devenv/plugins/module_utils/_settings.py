@@ -710,7 +710,8 @@ SETTINGS = (
         None,
         (SYSTEM, USER, FLAG),  # the flag: what follows `devenv run [--]`
         "Command and arguments run without a shell; null: default_command.",
-        module={"type": "list", "elements": "str", "required": True},
+        # raw: the module splits a string itself, like a shell (Ansible would on commas).
+        module={"type": "raw", "required": True},
     ),
     Setting(
         "default_command",

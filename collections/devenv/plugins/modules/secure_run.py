@@ -29,6 +29,10 @@ description:
     module's process is killed while the command runs. A container that was created but
     not yet started when the module was stopped is removed by the module or, after a
     SIGKILL, by a small watchdog process it starts for that short window.
+  - Reports C(changed) whenever the command ran, and in check mode when it would run. A
+    container was created and removed, and the module cannot know what the command
+    changed in O(code_dir). Set C(changed_when) on the task (for example from RV(rc) or
+    RV(stdout)) to say what counts as a change.
   - Fails when the exit status is not in O(expected_rc) or when the command is killed at
     O(timeout). Reports C(memory limit reached) when the engine says it killed the command
     for memory, and names the memory limit as the likely cause of an unexplained exit
@@ -67,10 +71,14 @@ options:
     required: true
   command:
     description:
-      - The command and its arguments, run without a shell. Give a list; a string is split
-        on commas by Ansible.
-    type: list
-    elements: str
+      - The command and its arguments, run without a shell.
+      - A list is taken as it is, one argument per item.
+      - A string is split into arguments the way a POSIX shell splits words (quotes and
+        backslashes), never on commas; C("echo a, b") runs C(echo) with C(a,) and C(b). As
+        with M(ansible.builtin.command), nothing else of a shell applies (no variables,
+        globs, pipes or redirections); use C([sh, -c, "..."]) for those. A string with an
+        unclosed quote is refused.
+    type: raw
     required: true
   workdir:
     description:
@@ -248,10 +256,15 @@ options:
         default: infisical
       token:
         description:
-          - Infisical access token. It is handed to the C(infisical) process through its
-            environment (C(INFISICAL_TOKEN)) only, never on a command line.
-          - Without it, the C(infisical) process uses its own login or the module's
-            environment.
+          - Infisical access token (a machine identity's access token or a service
+            token). It is handed to the C(infisical) process through its environment
+            only, never on a command line.
+          - The Infisical CLI reads E(INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN) before
+            E(INFISICAL_TOKEN). The token is put in both, so a token already in the
+            module's environment can never take its place.
+          - Without it, the C(infisical) process uses the module's environment (first
+            E(INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN), then E(INFISICAL_TOKEN)) or its own
+            login (C(infisical login)) on the target host.
         type: str
   expected_rc:
     description:
@@ -288,9 +301,14 @@ notes:
   - O(command) runs as a non-root user with C(no-new-privileges), so C(sudo) inside the
     container does not work.
 seealso:
-  - name: devenv architecture
-    description: The run specification shared by this module and the launcher.
-    link: https://example.invalid/kuatecno/devenv/docs/architecture.md
+  - module: community.docker.docker_container
+    description: General container management, without the run specification's fixed isolation.
+  - name: Docker run reference
+    description: What each isolation setting of a run means to the engine.
+    link: https://docs.docker.com/reference/cli/docker/container/run/
+  - name: infisical export
+    description: The Infisical CLI command the O(infisical) option runs, with C(--format json).
+    link: https://infisical.com/docs/cli/commands/export
 """
 
 EXAMPLES = r"""
@@ -317,6 +335,15 @@ EXAMPLES = r"""
       token: "{{ vault_infisical_token }}"
     expected_rc: [0, 2]
     timeout: 900
+
+- name: Run a command given as one string (split like a shell, not on commas)
+  kuatecno.devenv.secure_run:
+    image: devenv:1.2.0
+    code_dir: /srv/alice/code/project
+    user: "1000:1000"
+    command: "git log -1 --format='%an, %s'"
+  register: last_commit
+  changed_when: false
 
 - name: Show what would run, without running it
   kuatecno.devenv.secure_run:
@@ -348,6 +375,18 @@ stderr:
   returned: when the command ran
   type: str
   sample: ""
+stdout_lines:
+  description: RV(stdout) split into lines, as M(ansible.builtin.command) returns it.
+  returned: when the command ran
+  type: list
+  elements: str
+  sample: ["2.0.76 (Claude Code)"]
+stderr_lines:
+  description: RV(stderr) split into lines.
+  returned: when the command ran
+  type: list
+  elements: str
+  sample: []
 stdout_truncated:
   description: Whether stdout was longer than O(output_limit) and cut.
   returned: when the command ran

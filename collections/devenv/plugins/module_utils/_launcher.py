@@ -378,8 +378,10 @@ def check_engine(spec: RunSpec, environ: Mapping[str, str], home: str) -> str:
         status, body = request(sock, "GET", f"/images/{image}/json")
     except PermissionError:
         raise LaunchError(
-            f"permission denied on the Docker engine socket {where}: add your user to the "
-            "docker group (then log in again). Nothing was started."
+            f"permission denied on the Docker engine socket {where}: on a host provisioned "
+            "by devenv, `dev` reaches it through sudo for the members of the devenv group; "
+            "ask the administrator to add you to devenv_users (then log in again). Nothing "
+            "was started."
         ) from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__

@@ -205,9 +205,10 @@ def test_config_command_shows_sources(system_file, host, home, capsys, monkeypat
     monkeypatch.setattr(Host, "current", classmethod(lambda cls: host))
     assert la.main(["config"]) == 0
     out = capsys.readouterr().out
-    assert f'memory            "2g"  (system file {system_file})' in out
-    assert "pids_limit        100  (default)" in out
-    assert "# resolved: user 1000:1000, ssh none, workdir /app" in out
+    assert f'memory               "2g"  (system file {system_file})' in out
+    assert "pids_limit           100  (default)" in out
+    assert 'network              "allowlist"  (default)' in out
+    assert "# resolved: user 1000:1000, ssh none, workdir /app, network allowlist (egress" in out
 
 
 def test_config_command_reports_an_unusable_configuration(system_file, host, capsys, monkeypatch):
@@ -270,8 +271,17 @@ def run_env(system_file, host, home, tmp_path, monkeypatch):
         calls.append(("docker", list(argv), dict(env)))
         return 7
 
+    def fake_proxy(spec, environ, home_dir):
+        calls.append(("proxy", spec.proxy.proxy))
+        return "engine"
+
+    def fake_report(engine, spec, since, system_path):
+        calls.append(("report", engine, spec.name, system_path))
+
     monkeypatch.setattr(la, "check_engine", fake_check)
     monkeypatch.setattr(la, "run_docker", fake_run)
+    monkeypatch.setattr(la, "ensure_proxy", fake_proxy)
+    monkeypatch.setattr(la, "report_proxy", fake_report)
     return calls, tmp_path / "record.json"
 
 
@@ -282,8 +292,9 @@ def canary():
 def test_run_passes_secrets_only_through_the_environment(run_env):
     calls, record = run_env
     assert la.main(["run", "--", "env"]) == 7
-    assert [c[0] for c in calls] == ["engine", "docker"]
-    _, argv, env = calls[1]
+    # The egress proxy is running before any secret is fetched; its report comes after.
+    assert [c[0] for c in calls] == ["engine", "proxy", "docker", "report"]
+    _, argv, env = calls[2]
     assert not any(canary() in a for a in argv)
     assert "DEVENV_CANARY" in argv and "DEVENV_PLAIN" in argv
     assert env["DEVENV_CANARY"] == canary()
@@ -316,7 +327,7 @@ def test_secret_failures_start_nothing(run_env, monkeypatch, capsys, mode):
     calls, _ = run_env
     monkeypatch.setenv("DEVENV_FAKE_INFISICAL_MODE", mode)
     assert la.main(["run", "true"]) == 125
-    assert [c[0] for c in calls] == ["engine"]
+    assert [c[0] for c in calls] == ["engine", "proxy"]
     err = capsys.readouterr().err
     assert "secrets:" in err and "Nothing was started" in err
     assert canary() not in err
@@ -326,7 +337,7 @@ def test_no_secrets_skips_the_fetch(run_env):
     calls, record = run_env
     assert la.main(["run", "--no-secrets", "true"]) == 7
     assert not record.exists()
-    assert "DEVENV_CANARY" not in calls[1][1]
+    assert "DEVENV_CANARY" not in calls[2][1]
 
 
 def test_dry_run_prints_names_never_values(run_env, capsys):
@@ -335,11 +346,13 @@ def test_dry_run_prints_names_never_values(run_env, capsys):
     out = capsys.readouterr().out
     assert calls == []
     assert canary() not in out
-    first, second = out.splitlines()
+    first, second, third = out.splitlines()
     assert first.startswith("docker run --pull never --rm --init ")
     assert first.endswith("-- devenv-test/debian:13 sh -c 'echo hi'")
     assert "--env DEVENV_CANARY" in first
     assert second.endswith("DEVENV_CANARY DEVENV_PLAIN")
+    assert third.startswith("# network allowlist: through the egress proxy devenv-proxy-")
+    assert "api.anthropic.com:443" in third and "github.com:22" in third
 
 
 def test_ctrl_c_during_fetch_exits_130(run_env, monkeypatch, capsys):
@@ -349,7 +362,7 @@ def test_ctrl_c_during_fetch_exits_130(run_env, monkeypatch, capsys):
     monkeypatch.setattr(_infisical, "fetch_secrets", interrupted)
     calls, _ = run_env
     assert la.main(["run", "true"]) == 130
-    assert [c[0] for c in calls] == ["engine"]
+    assert [c[0] for c in calls] == ["engine", "proxy"]
     assert "interrupted" in capsys.readouterr().err
 
 

@@ -9,8 +9,10 @@ imported before docker starts; anything else is imported where it is needed.
 
 Order of a run: read the configuration layers -> parse them once (Settings) -> resolve
 the run once (RunSpec) -> one engine round trip (image present, which also says the
-engine answers) -> fetch secrets -> start `docker run` with the secrets' values only in
-the docker CLI's environment (`--env NAME` on its command line).
+engine answers) -> with `network: allowlist`, the egress proxy running (one more round
+trip; created or started when it is not) -> fetch secrets -> start `docker run` with the
+secrets' values only in the docker CLI's environment (`--env NAME` on its command line)
+-> after the run, the destinations the proxy refused.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ if TYPE_CHECKING:  # annotations only; typing costs start-up time
 # The files of the installed launcher library, in <prefix>/lib/devenv/devenv_lib/. The one
 # list: tests/support/install_launcher.py reads it, and the devenv_launcher role's
 # `_devenv_launcher_lib_files` is kept equal to it by tests/unit/test_launcher.py.
-LAUNCHER_FILES = ("__init__.py", "_settings.py", "_runspec.py", "_infisical.py", "_launcher.py")
+LAUNCHER_FILES = (
+    "__init__.py",
+    "_settings.py",
+    "_network.py",
+    "_runspec.py",
+    "_infisical.py",
+    "_launcher.py",
+)
 
 SYSTEM_CONFIG = "/etc/devenv/config.json"
 IMAGE_HINT = "ansible-playbook playbooks/site.yml --tags image"
@@ -435,6 +444,54 @@ def _size(number: int) -> str:
     return format_memory(number)
 
 
+# ---------------------------------------------------------------- the egress proxy
+
+
+def _proxy_engine(spec: RunSpec, environ: Mapping[str, str], home: str) -> Any:
+    from ._network import UnixEngine  # noqa: PLC0415 - only with network: allowlist
+
+    sock = _engine_socket(environ, home)
+    if sock is None:
+        raise LaunchError(
+            "network: allowlist needs the engine's unix socket to run the egress proxy, "
+            "and this docker context or DOCKER_HOST is not one; use a local engine, or "
+            "--network none. Nothing was started.",
+            EXIT_USAGE,
+        )
+    return UnixEngine(sock)
+
+
+def ensure_proxy(spec: RunSpec, environ: Mapping[str, str], home: str) -> Any:
+    """The run's egress proxy running (fail closed: no proxy, no run). Returns the
+    engine connection for the report after the run."""
+    from ._network import ProxyError, ensure  # noqa: PLC0415 - only with network: allowlist
+
+    engine = _proxy_engine(spec, environ, home)
+    labels = [(k, v) for k, v in spec.labels if k != "io.kuatecno.devenv.managed"]
+    try:
+        done = ensure(engine, spec.proxy, labels)
+    except ProxyError as exc:
+        raise LaunchError(f"{exc}. Nothing was started (network: allowlist).") from None
+    if done != "running":
+        _err(f"note: the egress proxy {spec.proxy.proxy} was {done} for this run")
+    return engine
+
+
+def report_proxy(engine: Any, spec: RunSpec, since: float, system_file: str) -> None:
+    """After a run: what the proxy refused for it, and whether the proxy stopped."""
+    from ._network import after_run, refused_message  # noqa: PLC0415 - after a run only
+
+    done = after_run(engine, spec.proxy, spec.name, since)
+    if done["stopped"]:
+        _err(
+            f"the egress proxy {spec.proxy.proxy} stopped during this run ({done['stopped']}): "
+            "the run's network requests failed, since a run has no other way out. The next "
+            "run starts the proxy again"
+        )
+    if done["refused"]:
+        _err(refused_message(done["refused"], system_file))
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -458,9 +515,12 @@ def cmd_run(args: list[str]) -> int:
     # 1. Everything validated before anything is fetched or started: one RunSpec.
     spec = resolve(settings, host)
     _report(spec)
-    # 2. Engine and image, before any secret is fetched.
+    # 2. Engine and image (and the egress proxy), before any secret is fetched.
+    proxy_engine = None
     if not options["dry_run"]:
         check_engine(spec.image, environ, host.home)
+        if spec.proxy is not None:
+            proxy_engine = ensure_proxy(spec, environ, host.home)
     # 3. Secrets, attached to the same spec.
     if settings["secrets"] and not options["no_secrets"]:
         from . import _infisical  # noqa: PLC0415 - lean start-up: only runs with secrets
@@ -481,12 +541,26 @@ def cmd_run(args: list[str]) -> int:
         sys.stdout.write(shlex.join(argv) + "\n")
         names = " ".join(spec.secret_names) or "(none)"
         sys.stdout.write(f"# passed by name from the environment, values not shown: {names}\n")
+        if spec.proxy is not None:
+            allowed = ", ".join(spec.proxy.describe()["allow"]) or "(nothing)"
+            sys.stdout.write(
+                f"# network allowlist: through the egress proxy {spec.proxy.proxy} on "
+                f"{spec.network} (started when needed); allowed: {allowed}\n"
+            )
         return 0
     # The docker CLI gets the caller's environment without Infisical credentials, plus
     # the secrets' values (read by `--env NAME`); nothing else ever holds them.
     env = {k: v for k, v in environ.items() if not k.upper().startswith("INFISICAL_")}
     env.update(spec.secret_env())
-    return run_docker(argv, env, spec, host.home)
+    if proxy_engine is None:
+        return run_docker(argv, env, spec, host.home)
+    import time  # noqa: PLC0415 - lean start-up
+
+    since = time.time()
+    try:
+        return run_docker(argv, env, spec, host.home)
+    finally:
+        report_proxy(proxy_engine, spec, since, config_paths(environ, host.home)[0])
 
 
 def cmd_config(args: list[str]) -> int:
@@ -512,7 +586,12 @@ def cmd_config(args: list[str]) -> int:
         _err(f"this configuration cannot start a run: {exc}")
         return EXIT_USAGE
     _report(spec)
-    sys.stdout.write(f"# resolved: user {spec.user}, ssh {spec.ssh}, workdir {spec.workdir}\n")
+    network = spec.network_policy
+    if spec.proxy is not None:
+        network += f" (egress proxy {spec.proxy.proxy})"
+    sys.stdout.write(
+        f"# resolved: user {spec.user}, ssh {spec.ssh}, workdir {spec.workdir}, network {network}\n"
+    )
     return 0
 
 

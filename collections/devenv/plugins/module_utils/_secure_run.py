@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from typing import Any, NoReturn, Optional
 
 from ansible_collections.kuatecno.devenv.plugins.module_utils import _infisical
@@ -149,16 +150,26 @@ def _execute(module: Any, scratch: Optional[str]) -> NoReturn:
         # Engine and image first: nothing is fetched for a run that cannot start.
         engine = Engine.connect(params.get("docker_host"))
         engine.require_image(spec.image)
+        if spec.proxy is not None:
+            engine.ensure_proxy(spec)
         if settings["secrets"]:
             fetched = _fetch(settings["secrets"], params["infisical"])
             # Ansible masks these in every returned string, like no_log options.
             module.no_log_values.update(value for value in fetched.values() if value)
             spec = spec.with_secrets(merge_secrets(dict(spec.secrets), fetched))
+        since = time.time()
         result = engine.run(spec, timeout=params["timeout"], output_limit=params["output_limit"])
+        if spec.proxy is not None:
+            result.update(engine.proxy_report(spec, since))
     except (SecureRunError, RunSpecError, _infisical.SecretsError) as exc:
         module.fail_json(msg=str(exc), ran=False, spec=planned(spec))
 
     expected = params["expected_rc"]
     msg = _run_message(result, expected, spec.memory)
     failed = result["timed_out"] or result["rc"] not in expected
+    if result.get("network_refused"):
+        shown = ", ".join(item["destination"] for item in result["network_refused"])
+        msg += f"; the network policy refused: {shown}"
+    if result.get("proxy_stopped"):
+        msg += f"; the egress proxy stopped during the run ({result['proxy_stopped']})"
     module.exit_json(changed=True, failed=failed, ran=True, msg=msg, spec=planned(spec), **result)

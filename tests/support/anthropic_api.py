@@ -150,15 +150,18 @@ class Handler(BaseHTTPRequestHandler):
             ),
             sse("message_stop", {"type": "message_stop"}),
         ]
+        # Chunked, one chunk per event, as the real API streams them; the connection
+        # stays usable for the next request.
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         for event in events:
-            self.wfile.write(event)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
             self.wfile.flush()
-        self.close_connection = True
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
 
 def main(argv=None):

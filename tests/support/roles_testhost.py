@@ -99,58 +99,6 @@ class TestHost:
     def remove(self):
         docker("rm", "--force", "--volumes", self.name, check=False)
 
-
-# A test host with its own Docker engine (the recipe of docs/test-environment: no
-# --privileged here; every capability but one, seccomp and AppArmor unconfined, the
-# cgroup tree writable, an anonymous volume for the engine's storage).
-NESTED_ENGINE_IMAGE = "devenv-test/debian-docker:13"
-# Debian 12's engine, 20.10: the version of the project's build machines.
-NESTED_ENGINE_20_10 = "devenv-test/debian-docker:12"
-NESTED_ENGINE_ARGS = (
-    "--cap-add=ALL",
-    "--cap-drop=SYS_RESOURCE",
-    "--security-opt=seccomp=unconfined",
-    "--security-opt=apparmor=unconfined",
-    "--volume=/sys/fs/cgroup:/sys/fs/cgroup:rw",
-    "--mount=type=volume,target=/var/lib/docker",
-    "--env=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1",
-)
-
-
-class EngineHost(TestHost):
-    """A TestHost that runs its own dockerd; `load(*images)` copies images of this
-    machine's engine into it (docker save | docker load), so nothing is pulled."""
-
-    __test__ = False
-
-    def __init__(self, purpose, *, run_args=(), image=NESTED_ENGINE_IMAGE):
-        super().__init__(purpose, image=image, run_args=(*NESTED_ENGINE_ARGS, *run_args))
-        self.sh("rm -f /var/run/docker.pid")
-        docker("exec", "--detach", self.name, "sh", "-c", "dockerd >/var/log/dockerd.log 2>&1")
-        for _ in range(120):
-            if self.sh("docker info >/dev/null 2>&1", check=False).returncode == 0:
-                return
-            time.sleep(0.5)
-        raise AssertionError(
-            f"the engine in {self.name} did not start:\n"
-            + self.out("tail -n 30 /var/log/dockerd.log")
-        )
-
-    def load(self, *images):
-        """Copy images in, in one archive (layers they share are sent once)."""
-        save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
-        done = subprocess.run(
-            ["docker", "exec", "-i", self.name, "docker", "load", "-q"],
-            stdin=save.stdout,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        save.stdout.close()
-        save.wait(timeout=60)
-        assert done.returncode == 0 and save.returncode == 0, done.stderr
-
     def sh(self, script, check=True, user=None):
         args = ["exec"]
         if user:
@@ -238,3 +186,55 @@ class EngineHost(TestHost):
             command, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=600
         )
         return PlaybookRun(done)
+
+
+# A test host with its own Docker engine (the recipe of docs/test-environment: no
+# --privileged here; every capability but one, seccomp and AppArmor unconfined, the
+# cgroup tree writable, an anonymous volume for the engine's storage).
+NESTED_ENGINE_IMAGE = "devenv-test/debian-docker:13"
+# Debian 12's engine, 20.10: the version of the project's build machines.
+NESTED_ENGINE_20_10 = "devenv-test/debian-docker:12"
+NESTED_ENGINE_ARGS = (
+    "--cap-add=ALL",
+    "--cap-drop=SYS_RESOURCE",
+    "--security-opt=seccomp=unconfined",
+    "--security-opt=apparmor=unconfined",
+    "--volume=/sys/fs/cgroup:/sys/fs/cgroup:rw",
+    "--mount=type=volume,target=/var/lib/docker",
+    "--env=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1",
+)
+
+
+class EngineHost(TestHost):
+    """A TestHost that runs its own dockerd; `load(*images)` copies images of this
+    machine's engine into it (docker save | docker load), so nothing is pulled."""
+
+    __test__ = False
+
+    def __init__(self, purpose, *, run_args=(), image=NESTED_ENGINE_IMAGE):
+        super().__init__(purpose, image=image, run_args=(*NESTED_ENGINE_ARGS, *run_args))
+        self.sh("rm -f /var/run/docker.pid")
+        docker("exec", "--detach", self.name, "sh", "-c", "dockerd >/var/log/dockerd.log 2>&1")
+        for _ in range(120):
+            if self.sh("docker info >/dev/null 2>&1", check=False).returncode == 0:
+                return
+            time.sleep(0.5)
+        raise AssertionError(
+            f"the engine in {self.name} did not start:\n"
+            + self.out("tail -n 30 /var/log/dockerd.log")
+        )
+
+    def load(self, *images):
+        """Copy images in, in one archive (layers they share are sent once)."""
+        save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
+        done = subprocess.run(
+            ["docker", "exec", "-i", self.name, "docker", "load", "-q"],
+            stdin=save.stdout,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        save.stdout.close()
+        save.wait(timeout=60)
+        assert done.returncode == 0 and save.returncode == 0, done.stderr

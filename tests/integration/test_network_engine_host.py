@@ -35,12 +35,14 @@ from roles_testhost import NESTED_ENGINE_20_10, EngineHost  # noqa: E402
 
 BASE = "devenv-test/debian:13"
 ALLOWED = "allowed.devenv.test"
+OUTSIDE = "outside.devenv.test"
+REFUSED = "refused-secret.devenv.test"
 USER = "tester"
 
-# A resolver on the host's loopback that answers every A query (with a documentation
-# address nobody connects to) and records the names it was asked.
+# A resolver on the host's loopback that records the names it is asked and answers that
+# none exists (so nothing is ever connected to).
 RECORDER = r"""
-import socket, struct
+import socket
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.bind(("127.0.0.1", 53))
 while True:
@@ -51,9 +53,8 @@ while True:
         i += data[i] + 1
     with open("/var/log/dns-queries", "a") as log:
         log.write(".".join(labels) + "\n")
-    question = data[12 : i + 5]
-    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([192, 0, 2, 99])
-    sock.sendto(data[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + answer, peer)
+    # The same id and question; response, recursion available, NXDOMAIN, no answers.
+    sock.sendto(data[:2] + b"\x81\x83\x00\x01\x00\x00\x00\x00\x00\x00" + data[12 : i + 5], peer)
 """
 
 
@@ -68,6 +69,16 @@ def lookup(name):
     )
 
 
+# Through the proxy: an allowed name it must look up, and a refused one it must not.
+VIA_PROXY = (
+    "import urllib.error, urllib.request\n"
+    f"for url in ('http://{OUTSIDE}/', 'http://{REFUSED}/'):\n"
+    "    try:\n"
+    "        print(urllib.request.urlopen(url, timeout=20).status)\n"
+    "    except urllib.error.HTTPError as exc:\n"
+    "        print(exc.code)\n"
+)
+
 FETCH = (
     "import urllib.request\n"
     f"print(urllib.request.urlopen('http://{ALLOWED}/', timeout=20).status)\n"
@@ -80,7 +91,8 @@ VARS = {
     "devenv_launcher_credentials": [],
     "devenv_launcher_gitconfig": "",
     "devenv_launcher_ssh": "none",
-    "devenv_launcher_network_allow": [f"{ALLOWED}:80"],
+    # The stand-in (a name the engine knows), and one only the host's resolver could know.
+    "devenv_launcher_network_allow": [f"{ALLOWED}:80", f"{OUTSIDE}:80"],
     "devenv_launcher_network_proxy_image": PROXY_REF,
 }
 
@@ -192,7 +204,7 @@ def test_dns_restart_and_removal_on_a_host_of_its_own(host, tmp_path):
     run = host.playbook("launcher_role.yml", VARS, tmp_path)
     assert run.rc == 0, run
     config = json.loads(host.read("/etc/devenv/config.json"))
-    assert config["network_allow"] == [f"{ALLOWED}:80"]
+    assert config["network_allow"] == [f"{ALLOWED}:80", f"{OUTSIDE}:80"]
     assert config["network_proxy_image"] == PROXY_REF and "network" not in config
 
     # A devenv run (network: allowlist): the lookup fails and the host's resolver is
@@ -202,6 +214,13 @@ def test_dns_restart_and_removal_on_a_host_of_its_own(host, tmp_path):
     assert out.startswith("failed"), out
     assert "secret-data.devenv.test" not in queries(host)
     assert "was created for this run" in err
+    # The proxy looks up an allowed name through the host's resolver (it says there is
+    # none: 503), and never a refused one (403), so that cannot leak through it either.
+    rc, out, err = devenv(host, VIA_PROXY)
+    assert (rc, out.split()) == (0, ["503", "403"]), err
+    assert OUTSIDE in queries(host)
+    assert REFUSED not in queries(host)
+    assert f"{REFUSED}:80" in err
 
     # The allowed stand-in on the egress network devenv created; a request through the
     # proxy reaches it.

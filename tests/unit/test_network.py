@@ -3,6 +3,7 @@ network properties, the proxy's plan and Squid configuration, and the Engine API
 choreography of `_network.ensure()` against a recording fake engine."""
 
 import json
+import re
 
 import pytest
 from ansible_collections.kuatecno.devenv.plugins.module_utils import _network
@@ -302,12 +303,20 @@ def test_squid_configuration():
     assert f"acl devenv_clients srcdomain .{network}" in lines
     assert "http_access deny !devenv_clients" in lines
     assert "http_access deny !devenv_connect !devenv_http" in lines
-    assert "http_access deny devenv_never" in lines
     assert "acl devenv_never dst 0.0.0.0/8 127.0.0.0/8 169.254.0.0/16" in lines
+    # The dst ACL (a DNS lookup) only ever follows a name that matched: a refused name is
+    # never looked up, so it cannot carry data out through the proxy's resolver either.
+    dst_rules = [
+        line for line in lines if line.startswith("http_access") and "devenv_never" in line
+    ]
+    assert dst_rules and all(
+        re.match(r"^http_access allow devenv_to_\d+ devenv_port_\d+ !devenv_never$", rule)
+        for rule in dst_rules
+    )
     # Names only (-n: no reverse lookups), per port; a name under a wildcard is dropped.
     assert "acl devenv_to_22 dstdomain -n b.org" in lines
     assert "acl devenv_to_443 dstdomain -n .a.org b.org" in lines
-    assert "http_access allow devenv_to_443 devenv_port_443" in lines
+    assert "http_access allow devenv_to_443 devenv_port_443 !devenv_never" in lines
     assert lines[-1] == "http_access deny all"
     # The access log: one line per request, destination and result, no URL path.
     assert "logformat devenv devenv-proxy %ts.%03tu %>a %>A %rm %>rd:%>rP %>Hs %Ss" in lines

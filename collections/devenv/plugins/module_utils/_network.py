@@ -59,7 +59,7 @@ DENIED = "TCP_DENIED"
 NEVER = ("0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16")
 # Raised in the rendering when the template changes, so proxies of older devenv
 # versions are not reused with a configuration they do not have.
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 
 
 class ProxyError(Exception):
@@ -156,7 +156,8 @@ def _by_port(allow: tuple) -> dict:
 def squid_config(allow: tuple, network: str) -> str:
     """The proxy's whole configuration. Only CONNECT and plain HTTP, only to the allowed
     names on their ports, only for containers of `network` (the reverse lookup of a
-    client is also what names the run in the access log); everything else gets 403.
+    client is also what names the run in the access log); everything else gets 403, and
+    a name that is not allowed is never looked up.
     Each request is logged as one line without its contents: time, client, method,
     destination host:port, status, Squid's result."""
     lines = [
@@ -190,13 +191,15 @@ def squid_config(allow: tuple, network: str) -> str:
         "http_access deny !devenv_clients",
         "http_access deny manager",
         "http_access deny !devenv_connect !devenv_http",
-        "http_access deny devenv_never",
     ]
     for port, domains in _by_port(allow).items():
         lines.append(f"acl devenv_port_{port} port {port}")
         # -n: never a reverse lookup of an address to match a name.
         lines.append(f"acl devenv_to_{port} dstdomain -n " + " ".join(domains))
-        rules.append(f"http_access allow devenv_to_{port} devenv_port_{port}")
+        # The name is matched first, without DNS: only an allowed name is ever looked up
+        # (devenv_never needs its addresses), so a refused name cannot carry anything
+        # out in a lookup either.
+        rules.append(f"http_access allow devenv_to_{port} devenv_port_{port} !devenv_never")
     rules.append("http_access deny all")
     return "\n".join(lines + rules) + "\n"
 

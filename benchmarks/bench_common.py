@@ -35,6 +35,9 @@ AGENTS = {CLAUDE: "2.0.76", GEMINI: "0.22.4"}
 IMAGE_VERSION = "1.0.0"
 OUR_IMAGE = f"{NAME}/devenv"
 OUR_REF = f"{OUR_IMAGE}:v{IMAGE_VERSION}"
+# The egress proxy image the devenv_image role builds next to ours (network: allowlist).
+OUR_PROXY = f"{NAME}/proxy"
+OUR_PROXY_REF = f"{OUR_PROXY}:v{IMAGE_VERSION}"
 
 # Other work on this machine may remove containers carrying the shared test label while a
 # run is in progress (a test suite's final sweep does). Such a run ends with 137 (SIGKILL)

@@ -24,6 +24,7 @@ from bench_common import (
     LABELS,
     NAME,
     NESTED_BASE,
+    OUR_PROXY_REF,
     OUR_REF,
     REGISTRY_IMAGE,
     ROOT,
@@ -43,6 +44,8 @@ RECAP_RE = re.compile(
 )
 REGISTRY_NAMESPACE = "kuatecno"
 HOST_IMAGE_NAME = "devenv"
+# The role's default name of the egress proxy image, which the hosts pull too.
+HOST_PROXY_NAME = "devenv-proxy"
 
 
 def parse_recap(output: str) -> dict:
@@ -138,13 +141,15 @@ class Fleet:
         ip = run(["docker", "inspect", "--format", fmt, self.registry]).stdout.strip()
         self.registry_addr = f"{ip}:5000"
         wait_for_registry(port)
-        local = f"127.0.0.1:{port}/{REGISTRY_NAMESPACE}/{HOST_IMAGE_NAME}:v{IMAGE_VERSION}"
-        log(f"fleet: pushing {OUR_REF} to the registry (not timed)")
-        run(["docker", "tag", OUR_REF, local])
-        try:
-            run(["docker", "push", local], timeout=1800)
-        finally:
-            run(["docker", "rmi", local], check=False)
+        # The agent image and the egress proxy image, as the build host's role pushes them.
+        for ref, name in ((OUR_REF, HOST_IMAGE_NAME), (OUR_PROXY_REF, HOST_PROXY_NAME)):
+            local = f"127.0.0.1:{port}/{REGISTRY_NAMESPACE}/{name}:v{IMAGE_VERSION}"
+            log(f"fleet: pushing {ref} to the registry (not timed)")
+            run(["docker", "tag", ref, local])
+            try:
+                run(["docker", "push", local], timeout=1800)
+            finally:
+                run(["docker", "rmi", local], check=False)
 
     def create_hosts(self, count: int, tag: str) -> list:
         hosts = [f"{self.prefix}-{tag}-{i}" for i in range(1, count + 1)]

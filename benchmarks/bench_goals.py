@@ -141,8 +141,17 @@ GOALS = {
             "changes": Limit(("second_changed_max",), AT_MOST, 0, number, changes_words),
         },
     ),
+    "proxy": Goal(
+        "Egress proxy overhead",
+        "`network: allowlist` adds at most {request} to an agent's request (a new "
+        "connection, streamed) and at most {run} to `devenv run -- true`, against "
+        "`network: open`",
+        {
+            "request": Limit(("added_request_s",), AT_MOST, 0.020, format_signed_ms, milliseconds),
+            "run": Limit(("added_run_s",), AT_MOST, 0.150, format_signed_ms, milliseconds),
+        },
+    ),
     # Planned, each to be added as one entry here plus its compare_<key>.py:
-    # "proxy": what the network proxy adds to an agent's requests;
     # "gvisor": the same runs under gVisor (runsc) against runc.
 }
 

@@ -50,6 +50,9 @@ class Launcher:
             "user": "1000:1000",
             "gitconfig": None,
             "ssh": "none",
+            # Docker's default bridge, as before the network policy, so the comparisons
+            # keep measuring the same runs; the proxy comparison times allowlist itself.
+            "network": "open",
             "labels": {"io.kuatecno.devenv.test": "1", "io.kuatecno.devenv.bench": "1"},
             "secrets": {
                 "provider": "infisical",
@@ -125,8 +128,9 @@ class Launcher:
             "collection's module_utils.",
             "Configuration: `DEVENV_CONFIG` points at a file with the image, a code directory, "
             "`user: 1000:1000` (the benchmark runs as root, which the launcher refuses as the "
-            "container user by default), `ssh: none`, no git config and the secrets settings; "
-            "no user file.",
+            "container user by default), `ssh: none`, `network: open` (Docker's default "
+            "bridge; what `allowlist` adds is comparison 6), no git config and the secrets "
+            "settings; no user file.",
             "What the launcher does before docker starts: parse and merge the configuration, "
             "validate the whole run specification, ask the engine over its socket whether it "
             "answers and whether the image is present (one request: the image lookup), then "

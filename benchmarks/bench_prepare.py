@@ -20,6 +20,7 @@ from bench_common import (
     IMAGE_VERSION,
     LABELS,
     OUR_IMAGE,
+    OUR_PROXY,
     OUR_REF,
     ROOT,
     WORK,
@@ -78,6 +79,7 @@ def role_settings(agents: dict, *, build_essential: bool) -> dict:
         "devenv_image_build_essential": build_essential,
         "devenv_image_agents": agents,
         "devenv_image_ca_certificates": [str(p) for p in ca_files()],
+        "devenv_image_proxy_name": OUR_PROXY,
     }
 
 

@@ -53,6 +53,8 @@ VARS = {
     "devenv_launcher_pids_limit": 64,
     "devenv_launcher_max_memory": "512m",
     "devenv_launcher_ssh": "none",
+    # The door is the subject here; the network policy has its own tests.
+    "devenv_launcher_network": "open",
     "devenv_launcher_gitconfig": "",
     "devenv_launcher_credentials": [],
     "devenv_launcher_secrets_provider": "infisical",

@@ -58,7 +58,11 @@ CUSTOM = f"{PREFIX}-custom"
 BUMP = f"{PREFIX}-bump"
 OLD = f"{PREFIX}-old"
 DIST = f"{PREFIX}-dist"
-REPOSITORIES = (NAME, CUSTOM, BUMP, OLD, DIST)
+# The egress proxy image the role builds next to every agent image of this session.
+PROXY = f"{PREFIX}-proxy"
+PROXY_VERSION = "0.1.0"
+PROXY_REF = f"{PROXY}:v{PROXY_VERSION}"
+REPOSITORIES = (NAME, CUSTOM, BUMP, OLD, DIST, PROXY)
 TEST_LABEL = "io.kuatecno.devenv.test"
 AGENTS = {"@anthropic-ai/claude-code": "2.0.76", "@google/gemini-cli": "0.22.4"}
 CA_DIR = Path(os.environ.get("DEVENV_TEST_CA_DIR", "/usr/local/share/ca-certificates"))
@@ -183,6 +187,8 @@ def role_vars(workdir, **overrides):
         "devenv_image_build_dir": str(Path(workdir) / "build"),
         "devenv_image_container_labels": {TEST_LABEL: "1"},
         "devenv_image_revision": "test-revision",
+        "devenv_image_proxy_name": PROXY,
+        "devenv_image_proxy_version": PROXY_VERSION,
     }
     variables.update(overrides)
     return variables
@@ -617,6 +623,10 @@ def test_push_then_pull_and_retag_on_a_second_engine_then_load_offline(
     built_id = image_id(ref)
     assert built_id and image_id(f"{registry['push']}/{dist}:v{VERSION}") == built_id
     assert archive.stat().st_size > 100_000_000
+    # The egress proxy image travels with it: pushed, and in the same archive.
+    proxy_id = image_id(PROXY_REF)
+    assert proxy_id and image_id(f"{registry['push']}/{PROXY}:v{PROXY_VERSION}") == proxy_id
+    request.addfinalizer(lambda: remove_tags(f"{registry['push']}/{PROXY}"))
 
     host = nested["host"]
     other = dict(
@@ -646,6 +656,8 @@ def test_push_then_pull_and_retag_on_a_second_engine_then_load_offline(
     assert "@anthropic-ai/claude-code 2.0.76" in pulled.out, "not verified on the second engine"
     assert image_id(ref, host=host) == built_id
     assert image_id(f"{dist}:latest", host=host) == built_id
+    assert image_id(PROXY_REF, host=host) == proxy_id
+    assert "configuration OK" in pulled.out, "the proxy image was not verified after the pull"
     again = play(built["workdir"], pull)
     assert again.rc == 0 and again.changed == 0, again
     assert f"{ref} was already on this host; nothing was pulled." in again.out
@@ -653,6 +665,8 @@ def test_push_then_pull_and_retag_on_a_second_engine_then_load_offline(
     # Offline: the second engine forgets the image and loads the exported archive.
     remove_tags(dist, host=host)
     remove_tags(f"{registry['pull']}/{dist}", host=host)
+    remove_tags(PROXY, host=host)
+    remove_tags(f"{registry['pull']}/{PROXY}", host=host)
     assert image_id(ref, host=host) is None
     loaded = play(
         built["workdir"],
@@ -663,3 +677,4 @@ def test_push_then_pull_and_retag_on_a_second_engine_then_load_offline(
     assert "@anthropic-ai/claude-code 2.0.76" in loaded.out, "not verified after the load"
     assert image_id(ref, host=host) == built_id
     assert image_id(f"{dist}:latest", host=host) == built_id
+    assert image_id(PROXY_REF, host=host) == proxy_id

@@ -116,6 +116,9 @@ def launcher(user, prefix, run_id, code_dir, tmp_path):
             "cpus": 1,
             "pids_limit": 64,
             "ssh": "none",
+            # Docker's default bridge, as before the network policy (its own tests are in
+            # test_network_policy.py).
+            "network": "open",
             "code_dir": str(code_dir.parent),
             "gitconfig": None,
             "credentials": [{"source": "~/.claude", "target": ".claude", "required": True}],

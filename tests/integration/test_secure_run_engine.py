@@ -125,6 +125,8 @@ def base_args(run_id, code_dir, **extra):
         "user": f"{UID}:{GID}",
         "labels": {TEST_LABEL: "1", RUN_LABEL: run_id},
         "timeout": 60,
+        # Docker's default bridge; the policy itself is tested in test_network_policy.py.
+        "network": "open",
     }
     args.update(extra)
     return args

@@ -7,6 +7,9 @@ engine's layer cache makes that cheap. Tests that are not about building use thi
 (and load it into nested engines with save/load) instead of building their own.
 
     ref = ensure_agent_image(workdir)   # "devenv-test/agents:v0.0.0"
+
+The same converge builds the egress proxy image (`PROXY_REF`, Squid on the same base),
+which runs with `network: allowlist` need.
 """
 
 import fcntl
@@ -22,6 +25,8 @@ PLAYBOOK = ROOT / "tests" / "integration" / "playbooks" / "image_role.yml"
 NAME = "devenv-test/agents"
 VERSION = "0.0.0"
 REF = f"{NAME}:v{VERSION}"
+PROXY_NAME = "devenv-test/proxy"
+PROXY_REF = f"{PROXY_NAME}:v{VERSION}"
 BASE = "devenv-test/debian:13"
 AGENTS = {"@anthropic-ai/claude-code": "2.0.76", "@google/gemini-cli": "0.22.4"}
 CA_DIR = Path(os.environ.get("DEVENV_TEST_CA_DIR", "/usr/local/share/ca-certificates"))
@@ -50,6 +55,8 @@ def ensure_agent_image(workdir, **overrides):
         "devenv_image_ca_certificates": sorted(str(p) for p in CA_DIR.glob("*.crt")),
         "devenv_image_build_dir": str(Path(tempfile.gettempdir()) / "devenv-test-agent-image"),
         "devenv_image_container_labels": {"io.kuatecno.devenv.test": "1"},
+        "devenv_image_proxy_name": PROXY_NAME,
+        "devenv_image_proxy_version": VERSION,
     }
     variables.update(overrides)
     extra = workdir / "agent-image-vars.json"

@@ -213,6 +213,8 @@ class TestHost:
 # --privileged here; every capability but one, seccomp and AppArmor unconfined, the
 # cgroup tree writable, an anonymous volume for the engine's storage).
 NESTED_ENGINE_IMAGE = "devenv-test/debian-docker:13"
+# Debian 12's engine, 20.10: the version of the project's build machines.
+NESTED_ENGINE_20_10 = "devenv-test/debian-docker:12"
 NESTED_ENGINE_ARGS = (
     "--cap-add=ALL",
     "--cap-drop=SYS_RESOURCE",
@@ -225,15 +227,13 @@ NESTED_ENGINE_ARGS = (
 
 
 class EngineHost(TestHost):
-    """A TestHost that runs its own dockerd; `load(image)` copies an image of this
+    """A TestHost that runs its own dockerd; `load(*images)` copies images of this
     machine's engine into it (docker save | docker load), so nothing is pulled."""
 
     __test__ = False
 
-    def __init__(self, purpose, *, run_args=()):
-        super().__init__(
-            purpose, image=NESTED_ENGINE_IMAGE, run_args=(*NESTED_ENGINE_ARGS, *run_args)
-        )
+    def __init__(self, purpose, *, run_args=(), image=NESTED_ENGINE_IMAGE):
+        super().__init__(purpose, image=image, run_args=(*NESTED_ENGINE_ARGS, *run_args))
         self.sh("rm -f /var/run/docker.pid")
         docker("exec", "--detach", self.name, "sh", "-c", "dockerd >/var/log/dockerd.log 2>&1")
         for _ in range(120):
@@ -245,8 +245,9 @@ class EngineHost(TestHost):
             + self.out("tail -n 30 /var/log/dockerd.log")
         )
 
-    def load(self, image):
-        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+    def load(self, *images):
+        """Copy images in, in one archive (layers they share are sent once)."""
+        save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
         done = subprocess.run(
             ["docker", "exec", "-i", self.name, "docker", "load", "-q"],
             stdin=save.stdout,

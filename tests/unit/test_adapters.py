@@ -190,6 +190,14 @@ CASES = {
         "env": {"MODE": "fast"},
     },
     "as root": {"run_as_root": True, "container_home": "/root-home"},
+    # The default is network: allowlist (the proxy's internal network, proxy variables,
+    # resolver options); these are the two others.
+    "network none": {"network": "none"},
+    "network open, narrowed list": {"network": "open", "network_allow": ["github.com:22"]},
+    "allow-list of the administrator": {
+        "network_allow": ["*.example.com:443", "git.example.com:22"],
+        "network_egress": "corp-egress",
+    },
 }
 
 

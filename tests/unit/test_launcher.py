@@ -280,7 +280,8 @@ def test_config_command_shows_sources(system_file, host, home, capsys, monkeypat
     out = capsys.readouterr().out
     assert re.search(rf'^memory +"2g"  \(system file {re.escape(str(system_file))}\)$', out, re.M)
     assert re.search(r"^pids_limit +100  \(default\)$", out, re.M)
-    assert "# resolved: user 1000:1000, ssh none, workdir /app" in out
+    assert re.search(r'^network +"allowlist"  \(default\)$', out, re.M)
+    assert "# resolved: user 1000:1000, ssh none, workdir /app, network allowlist (egress" in out
 
 
 def test_config_command_reports_an_unusable_configuration(system_file, host, capsys, monkeypatch):
@@ -343,8 +344,17 @@ def run_env(system_file, host, home, tmp_path, monkeypatch):
         calls.append(("docker", list(argv), dict(env), spec))
         return 7
 
+    def fake_proxy(spec, environ, home_dir):
+        calls.append(("proxy", spec.proxy.proxy))
+        return "engine"
+
+    def fake_report(engine, spec, since, system_path):
+        calls.append(("report", engine, spec.name, system_path))
+
     monkeypatch.setattr(la, "check_engine", fake_check)
     monkeypatch.setattr(la, "run_docker", fake_run)
+    monkeypatch.setattr(la, "ensure_proxy", fake_proxy)
+    monkeypatch.setattr(la, "report_proxy", fake_report)
     return calls, tmp_path / "record.json"
 
 
@@ -355,8 +365,9 @@ def canary():
 def test_run_passes_secrets_only_in_the_start_payload(run_env):
     calls, record = run_env
     assert la.main(["run", "--", "env"]) == 7
-    assert [c[0] for c in calls] == ["engine", "docker"]
-    _, argv, env, spec = calls[1]
+    # The egress proxy is running before any secret is fetched; its report comes after.
+    assert [c[0] for c in calls] == ["engine", "proxy", "docker", "report"]
+    _, argv, env, spec = calls[2]
     # Neither the docker CLI's command line nor its environment holds a secret.
     assert not any(canary() in a for a in argv) and canary() not in json.dumps(env)
     assert "DEVENV_CANARY" not in argv and "DEVENV_CANARY" not in env
@@ -403,7 +414,7 @@ def test_secret_failures_start_nothing(run_env, monkeypatch, capsys, mode):
     calls, _ = run_env
     monkeypatch.setenv("DEVENV_FAKE_INFISICAL_MODE", mode)
     assert la.main(["run", "true"]) == 125
-    assert [c[0] for c in calls] == ["engine"]
+    assert [c[0] for c in calls] == ["engine", "proxy"]
     err = capsys.readouterr().err
     assert "secrets:" in err and "Nothing was started" in err
     assert canary() not in err
@@ -413,7 +424,7 @@ def test_no_secrets_skips_the_fetch(run_env):
     calls, record = run_env
     assert la.main(["run", "--no-secrets", "true"]) == 7
     assert not record.exists()
-    assert not calls[1][3].uses_start  # nothing to hand over: the command starts at once
+    assert not calls[2][3].uses_start  # nothing to hand over: the command starts at once
 
 
 def test_dry_run_prints_names_never_values(run_env, capsys):
@@ -422,12 +433,15 @@ def test_dry_run_prints_names_never_values(run_env, capsys):
     out = capsys.readouterr().out
     assert calls == []
     assert canary() not in out
-    command, comment = out.rstrip("\n").rsplit("\n", 1)
+    lines = out.rstrip("\n").split("\n")
+    command, comment, network = "\n".join(lines[:-2]), lines[-2], lines[-1]
     assert command.startswith("docker run --pull never --rm --init ")
     assert command.endswith(" devenv-start sh -c 'echo hi'")
     assert "-- devenv-test/debian:13 /bin/sh -c " in command
     assert "DEVENV_CANARY" not in command
     assert comment.endswith("in the start payload: DEVENV_CANARY DEVENV_PLAIN (values not shown)")
+    assert network.startswith("# network allowlist: through the egress proxy devenv-proxy-")
+    assert "api.anthropic.com:443" in network and "github.com:22" in network
 
 
 def test_ctrl_c_during_fetch_exits_130(run_env, monkeypatch, capsys):
@@ -437,7 +451,7 @@ def test_ctrl_c_during_fetch_exits_130(run_env, monkeypatch, capsys):
     monkeypatch.setattr(_infisical, "fetch_secrets", interrupted)
     calls, _ = run_env
     assert la.main(["run", "true"]) == 130
-    assert [c[0] for c in calls] == ["engine"]
+    assert [c[0] for c in calls] == ["engine", "proxy"]
     assert "interrupted" in capsys.readouterr().err
 
 

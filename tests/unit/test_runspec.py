@@ -82,12 +82,25 @@ def test_defaults_map_to_the_full_docker_argv(host, home):
         "bind-propagation=rprivate",
     ]
     assert "-v" not in argv and "--volume" not in argv
-    assert flag_values(argv, "--env") == ["HOME=/home/dev"]
+    # network: allowlist by default: only the internal network of the egress proxy.
+    proxy = spec.proxy.proxy
+    assert flag_values(argv, "--network") == [spec.proxy.network]
+    assert spec.proxy.network == "devenv-net-" + proxy.removeprefix("devenv-proxy-")
+    assert flag_values(argv, "--dns-option") == ["timeout:1", "attempts:1"]
+    url = f"http://{proxy}:3128"
+    proxy_env = [f"{n}={url}" for n in ("HTTP_PROXY", "HTTPS_PROXY")]
+    proxy_env += ["NO_PROXY=localhost,127.0.0.1,::1"]
+    proxy_env += [e[: e.index("=")].lower() + e[e.index("=") :] for e in proxy_env]
+    assert flag_values(argv, "--env") == [
+        "HOME=/home/dev",
+        *proxy_env,
+        f"DEVENV_PROXY={proxy}:3128",
+    ]
     assert flag_values(argv, "--label") == [
         "io.kuatecno.devenv.managed=true",
         "io.kuatecno.devenv.uid=1000",  # whose it is: devenv ps and stop go by it
     ]
-    for forbidden in ("--privileged", "--network", "--pid", "--ipc", "--uts", "--userns"):
+    for forbidden in ("--privileged", "--pid", "--ipc", "--uts", "--userns", "--dns"):
         assert forbidden not in argv
     for forbidden in ("-p", "--publish", "--device", "--restart", "--cap-add"):
         assert forbidden not in argv
@@ -139,6 +152,7 @@ def test_engine_create_body(host, home):
     spec = spec_of(
         host,
         ssh="none",
+        network="open",
         secrets={"API_KEY": CANARY},
         labels={"io.kuatecno.devenv.test": "1"},
         memory="512m",
@@ -198,7 +212,9 @@ def test_engine_body_interactive(host):
 
 
 def test_secrets_only_in_the_start_payload(host):
-    spec = spec_of(host, ssh="none", secrets={"API_KEY": CANARY}, env={"MODE": "fast"})
+    spec = spec_of(
+        host, ssh="none", network="open", secrets={"API_KEY": CANARY}, env={"MODE": "fast"}
+    )
     argv = spec.docker_argv(tty=True, interactive=True)
     assert not any(CANARY in a for a in argv)
     assert not any("fast" in a for a in argv)

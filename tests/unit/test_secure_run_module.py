@@ -296,7 +296,13 @@ def test_a_run_returns_output_lines_and_reports_changed(tmp_path, capsys, monkey
 
     monkeypatch.setattr(_engine.Engine, "connect", classmethod(lambda cls, *a: FakeEngine()))
     result = _run_module(
-        {"image": "img", "command": "true", "code_dir": str(tmp_path), "user": "1000:1000"},
+        {
+            "image": "img",
+            "command": "true",
+            "code_dir": str(tmp_path),
+            "user": "1000:1000",
+            "network": "open",
+        },
         capsys,
     )
     assert result["stdout_lines"] == ["one", "two"]
@@ -345,7 +351,9 @@ def test_effective_settings_redacts_and_keeps_the_engine_view():
 
 
 def test_planned_spec_holds_no_secret_value(tmp_path):
-    settings = sr.settings_from_params(_params(tmp_path, env={"MODE": "x-env-value"}))
+    settings = sr.settings_from_params(
+        _params(tmp_path, env={"MODE": "x-env-value"}, network="open")
+    )
     spec = _runspec.build_spec(
         settings, secrets={"API_KEY": SECRET}, host=_host(tmp_path), module=True
     )

@@ -27,10 +27,19 @@ def test_launcher_program_installed_root_owned(host):
     assert (program.user, program.group, program.mode) == ("root", "root", 0o755)
     lib_dir = "/usr/local/lib/devenv/devenv_lib"
     names = sorted(n for n in host.file(lib_dir).listdir() if n != "__pycache__")
-    assert names == ["__init__.py", "_infisical.py", "_launcher.py", "_runspec.py"]
+    assert names == [
+        "__init__.py",
+        "_infisical.py",
+        "_launcher.py",
+        "_network.py",
+        "_runspec.py",
+        "_settings.py",
+    ]
 
 
-@pytest.mark.parametrize("name", ["_runspec.py", "_infisical.py", "_launcher.py"])
+@pytest.mark.parametrize(
+    "name", ["_settings.py", "_network.py", "_runspec.py", "_infisical.py", "_launcher.py"]
+)
 def test_launcher_carries_the_modules_own_code(host, name):
     """The very files the module uses, not a copy that can drift."""
     lib = host.file(f"/usr/local/lib/devenv/devenv_lib/{name}")

@@ -49,6 +49,7 @@ except ImportError as exc:  # pragma: no cover - depends on the target host
     HAS_DOCKER_SDK = False
     DOCKER_SDK_IMPORT_ERROR = exc
 
+from ansible_collections.kuatecno.devenv.plugins.module_utils import _network
 from ansible_collections.kuatecno.devenv.plugins.module_utils._runspec import (
     DELIVER_COMMAND,
     RunSpec,
@@ -215,6 +216,31 @@ def _release_watchdog(proc: Optional[subprocess.Popen]) -> None:
         pass
 
 
+class _SdkTransport:
+    """The docker SDK's client as the transport ``_network`` calls (the launcher uses
+    its own over the unix socket): same requests, same code, either adapter."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        query: Optional[dict] = None,
+        body: Any = None,
+        timeout: Optional[float] = None,
+    ) -> tuple:
+        response = self.api.request(
+            method,
+            self.api._url(path),
+            params=query,
+            json=body,
+            timeout=timeout or DEFAULT_API_TIMEOUT,
+        )
+        return response.status_code, response.content
+
+
 class Engine:
     """One engine connection: ``api`` for requests (with a timeout) and ``stream_api``
     for the output and event streams, which may be silent longer than any timeout."""
@@ -260,6 +286,27 @@ class Engine:
             raise SecureRunError(
                 f"cannot inspect image '{image}': {exc.explanation or exc}"
             ) from exc
+
+    def ensure_proxy(self, spec: RunSpec) -> str:
+        """The run's egress proxy running (network: allowlist), created when missing;
+        the same code the launcher runs. Fail closed: SecureRunError without it."""
+        labels = [(k, v) for k, v in spec.labels if k != _network.MANAGED_LABEL]
+        try:
+            return _network.ensure(_SdkTransport(self.api), spec.proxy, labels)
+        except _network.ProxyError as exc:
+            raise SecureRunError(f"{exc}; nothing was started (network: allowlist)") from None
+
+    def proxy_report(self, spec: RunSpec, since: float) -> dict:
+        """After a run: the destinations the proxy refused for it, and whether the proxy
+        stopped while it ran."""
+        done = _network.after_run(_SdkTransport(self.api), spec.proxy, spec.name, since)
+        return {
+            "network_refused": [
+                {"destination": dest, "count": count}
+                for dest, count in sorted(done["refused"].items())
+            ],
+            "proxy_stopped": done["stopped"],
+        }
 
     def run(self, spec: RunSpec, *, timeout: float = 3600, output_limit: int = 1024 * 1024) -> dict:
         """Create, start and wait for the container of ``spec`` (its image checked by

@@ -9,8 +9,10 @@ imported before docker starts; anything else is imported where it is needed.
 
 Order of a run: read the configuration layers -> parse them once (Settings) -> resolve
 the run once (RunSpec) -> one engine round trip (image present, which also says the
-engine answers) -> fetch secrets -> start `docker run` with the secrets' values only in
-the docker CLI's environment (`--env NAME` on its command line).
+engine answers) -> with `network: allowlist`, the egress proxy running (one more round
+trip; created or started when it is not) -> fetch secrets -> start `docker run` with the
+secrets' values only in the docker CLI's environment (`--env NAME` on its command line)
+-> after the run, the destinations the proxy refused.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ LAUNCHER_FILES = (
     "_settings.py",
     "_runspec.py",
     "_engineapi.py",
+    "_network.py",
     "_infisical.py",
     "_launcher.py",
 )
@@ -632,6 +635,54 @@ def _size(number: int) -> str:
     return format_memory(number)
 
 
+# ---------------------------------------------------------------- the egress proxy
+
+
+def _proxy_engine(spec: RunSpec, environ: Mapping[str, str], home: str) -> Any:
+    from ._network import UnixEngine  # noqa: PLC0415 - only with network: allowlist
+
+    sock = engine_socket(environ, home)
+    if sock is None:
+        raise LaunchError(
+            "network: allowlist needs the engine's unix socket to run the egress proxy, "
+            "and this docker context or DOCKER_HOST is not one; use a local engine, or "
+            "--network none. Nothing was started.",
+            EXIT_USAGE,
+        )
+    return UnixEngine(sock)
+
+
+def ensure_proxy(spec: RunSpec, environ: Mapping[str, str], home: str) -> Any:
+    """The run's egress proxy running (fail closed: no proxy, no run). Returns the
+    engine connection for the report after the run."""
+    from ._network import ProxyError, ensure  # noqa: PLC0415 - only with network: allowlist
+
+    engine = _proxy_engine(spec, environ, home)
+    labels = [(k, v) for k, v in spec.labels if k != "io.kuatecno.devenv.managed"]
+    try:
+        done = ensure(engine, spec.proxy, labels)
+    except ProxyError as exc:
+        raise LaunchError(f"{exc}. Nothing was started (network: allowlist).") from None
+    if done != "running":
+        _err(f"note: the egress proxy {spec.proxy.proxy} was {done} for this run")
+    return engine
+
+
+def report_proxy(engine: Any, spec: RunSpec, since: float, system_file: str) -> None:
+    """After a run: what the proxy refused for it, and whether the proxy stopped."""
+    from ._network import after_run, refused_message  # noqa: PLC0415 - after a run only
+
+    done = after_run(engine, spec.proxy, spec.name, since)
+    if done["stopped"]:
+        _err(
+            f"the egress proxy {spec.proxy.proxy} stopped during this run ({done['stopped']}): "
+            "the run's network requests failed, since a run has no other way out. The next "
+            "run starts the proxy again"
+        )
+    if done["refused"]:
+        _err(refused_message(done["refused"], system_file))
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -655,10 +706,13 @@ def cmd_run(args: list[str]) -> int:
     # 1. Everything validated before anything is fetched or started: one RunSpec.
     spec = resolve(settings, host)
     _report(spec)
-    # 2. Engine and image, before any secret is fetched.
+    # 2. Engine and image (and the egress proxy), before any secret is fetched.
     image_id = ""
+    proxy_engine = None
     if not options["dry_run"]:
         image_id = check_engine(spec, engine_env, engine_home)
+        if spec.proxy is not None:
+            proxy_engine = ensure_proxy(spec, engine_env, engine_home)
     # 3. Secrets, attached to the same spec.
     if settings["secrets"] and not options["no_secrets"]:
         spec = spec.with_secrets(_fetch_secrets(settings["secrets"], host))
@@ -674,13 +728,28 @@ def cmd_run(args: list[str]) -> int:
             f"# from the environment by name: {env_names}; "
             f"in the start payload: {secret_names} (values not shown)\n"
         )
+        if spec.proxy is not None:
+            allowed = ", ".join(spec.proxy.describe()["allow"]) or "(nothing)"
+            sys.stdout.write(
+                f"# network allowlist: through the egress proxy {spec.proxy.proxy} on "
+                f"{spec.network} (started when needed); allowed: {allowed}\n"
+            )
         return 0
     # The docker CLI gets the engine side's environment without Infisical credentials,
     # plus the configured variables' values (read by `--env NAME`). Secrets never reach
     # it: they go to the container in the start payload (deliver_start()).
     env = {k: v for k, v in engine_env.items() if not k.upper().startswith("INFISICAL_")}
     env.update(spec.secret_env())
-    code = run_docker(argv, env, spec, engine_home, engine_env)
+    if proxy_engine is None:
+        code = run_docker(argv, env, spec, engine_home, engine_env)
+    else:
+        import time  # noqa: PLC0415 - lean start-up
+
+        since = time.time()
+        try:
+            code = run_docker(argv, env, spec, engine_home, engine_env)
+        finally:
+            report_proxy(proxy_engine, spec, since, config_paths(user_env, host.home)[0])
     audit(host, spec, image_id, code)
     return code
 
@@ -766,7 +835,12 @@ def cmd_config(args: list[str]) -> int:
         _err(f"this configuration cannot start a run: {exc}")
         return EXIT_USAGE
     _report(spec)
-    sys.stdout.write(f"# resolved: user {spec.user}, ssh {spec.ssh}, workdir {spec.workdir}\n")
+    network = spec.network_policy
+    if spec.proxy is not None:
+        network += f" (egress proxy {spec.proxy.proxy})"
+    sys.stdout.write(
+        f"# resolved: user {spec.user}, ssh {spec.ssh}, workdir {spec.workdir}, network {network}\n"
+    )
     return 0
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import stat
 
+from . import _network
 from ._settings import (
     CODE_TARGET,
     MANAGED_LABEL,
@@ -410,6 +411,7 @@ class RunSpec(_Record):
 
     __slots__ = (
         "command",
+        "dns_options",
         "env",
         "gated",
         "gid",
@@ -423,10 +425,12 @@ class RunSpec(_Record):
         "nano_cpus",
         "needs_userns",
         "network",
+        "network_policy",
         "notices",
         "pids_limit",
         "pins",
         "plain_env",
+        "proxy",
         "read_only_rootfs",
         "secrets",
         "seed_files",
@@ -455,7 +459,12 @@ class RunSpec(_Record):
         "labels",
         "name",
         "ssh",
+        # The engine's network mode ("default": Docker's bridge, "none", or the internal
+        # network of `proxy`), the policy it comes from, and the resolver's options.
         "network",
+        "network_policy",
+        "proxy",
+        "dns_options",
         "warnings",
         "notices",
         # The command waits for the launcher's go before it runs (see START_SCRIPT).
@@ -472,6 +481,9 @@ class RunSpec(_Record):
     )
     _defaults: ClassVar[dict] = {
         "network": "default",
+        "network_policy": "open",
+        "proxy": None,
+        "dns_options": (),
         "warnings": (),
         "notices": (),
         "gated": False,
@@ -579,6 +591,12 @@ class RunSpec(_Record):
                 ((host, "NetworkMode"),),
                 self.network,
             ),
+            (
+                "--dns-option",
+                list(self.dns_options),
+                ((host, "DnsOptions"),),
+                list(self.dns_options),
+            ),
             ("--read-only", None, ((host, "ReadonlyRootfs"),), self.read_only_rootfs),
             ("--tmpfs", [t + ":" + o for t, o in tmpfs], ((host, "Tmpfs"),), dict(tmpfs)),
             (
@@ -645,7 +663,9 @@ class RunSpec(_Record):
             "labels": dict(self.labels),
             "name": self.name,
             "ssh": self.ssh,
-            "network": self.network,
+            "network": self.network_policy,
+            "network_mode": self.network,
+            "proxy": self.proxy.describe() if self.proxy else None,
             "secret_names": list(self.secret_names),
             "warnings": list(self.warnings),
             "notices": list(self.notices),
@@ -1056,6 +1076,20 @@ def _mounts(settings: Settings, sources: _Sources, home: str) -> tuple:
     return mounts, ssh, ssh_env, notices
 
 
+def _network_of(settings: Settings) -> tuple:
+    """network_policy, the engine's network mode, the proxy's plan, fixed env, DNS
+    options."""
+    policy = settings["network"]
+    if policy == "open":
+        return policy, "default", None, (), ()
+    if policy == "none":
+        return policy, "none", None, (), ()
+    plan = _network.plan(
+        settings["network_allow"], settings["network_egress"], settings["network_proxy_image"]
+    )
+    return policy, plan.network, plan, plan.environment(), _network.DNS_OPTIONS
+
+
 def _unique_name(login: str) -> str:
     safe = "".join(c if (c.isalnum() and c.isascii()) or c in "_.-" else "_" for c in login)
     return f"devenv-{safe[:32] or 'user'}-{os.urandom(4).hex()}"
@@ -1081,6 +1115,7 @@ def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
     if not any(is_within(workdir, t) for t in seen | {CODE_TARGET}):
         raise RunSpecError(f"workdir: {workdir!r} must be inside /app, the HOME, /tmp or a mount")
     tmp_size, home_size = settings["tmp_size"], settings["home_size"]
+    policy, network, proxy, proxy_env, dns_options = _network_of(settings)
     return RunSpec(
         image=_image_allowed(settings),
         command=settings["command"] or settings["default_command"],
@@ -1095,7 +1130,7 @@ def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
             (TMP_TARGET, f"rw,nosuid,nodev,exec,size={tmp_size}"),
             (home, f"rw,nosuid,nodev,exec,size={home_size},uid={uid},gid={gid},mode=0700"),
         ),
-        plain_env=(("HOME", home), *ssh_env),
+        plain_env=(("HOME", home), *ssh_env, *proxy_env),
         memory=memory,
         memory_swap=memory_swap,
         nano_cpus=nano_cpus,
@@ -1104,6 +1139,10 @@ def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
         labels=((MANAGED_LABEL, "true"), (OWNER_LABEL, str(host.uid)), *settings["labels"]),
         name=_unique_name(host.login),
         ssh=ssh,
+        network=network,
+        network_policy=policy,
+        proxy=proxy,
+        dns_options=dns_options,
         warnings=tuple(warnings),
         notices=tuple(notices + sources.notices),
         env=dict(settings["env"]),

@@ -15,6 +15,7 @@ import os
 import shlex
 import shutil
 import tempfile
+import time
 from typing import Any, NoReturn, Optional
 
 from ansible_collections.kuatecno.devenv.plugins.module_utils import _infisical
@@ -161,6 +162,21 @@ def execute(module: Any) -> NoReturn:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _before_run(module: Any, engine: Engine, spec: RunSpec, settings: Any) -> RunSpec:
+    """What must hold before the container starts (root only where the engine remaps
+    users, the egress proxy running), then the secrets, attached to the same spec."""
+    if spec.needs_userns:
+        check_engine_info(spec, engine.api.info())
+    if spec.proxy is not None:
+        engine.ensure_proxy(spec)
+    if not settings["secrets"]:
+        return spec
+    fetched = _fetch(settings["secrets"], module.params["infisical"])
+    # Ansible masks these in every returned string, like no_log options.
+    module.no_log_values.update(value for value in fetched.values() if value)
+    return spec.with_secrets(merge_secrets(dict(spec.secrets), fetched))
+
+
 def _execute(module: Any, scratch: Optional[str]) -> NoReturn:
     params = module.params
     try:
@@ -186,14 +202,11 @@ def _execute(module: Any, scratch: Optional[str]) -> NoReturn:
         # Engine and image first: nothing is fetched for a run that cannot start.
         engine = Engine.connect(params.get("docker_host"))
         image_id = engine.require_image(spec.image)
-        if spec.needs_userns:
-            check_engine_info(spec, engine.api.info())
-        if settings["secrets"]:
-            fetched = _fetch(settings["secrets"], params["infisical"])
-            # Ansible masks these in every returned string, like no_log options.
-            module.no_log_values.update(value for value in fetched.values() if value)
-            spec = spec.with_secrets(merge_secrets(dict(spec.secrets), fetched))
+        spec = _before_run(module, engine, spec, settings)
+        since = time.time()
         result = engine.run(spec, timeout=params["timeout"], output_limit=params["output_limit"])
+        if spec.proxy is not None:
+            result.update(engine.proxy_report(spec, since))
     except (SecureRunError, RunSpecError, _infisical.SecretsError) as exc:
         module.fail_json(msg=str(exc), ran=False, spec=planned(spec))
     except _infisical.Stopped as exc:
@@ -207,6 +220,11 @@ def _execute(module: Any, scratch: Optional[str]) -> NoReturn:
     expected = params["expected_rc"]
     msg = _run_message(result, expected, spec.memory)
     failed = result["timed_out"] or result["rc"] not in expected
+    if result.get("network_refused"):
+        shown = ", ".join(item["destination"] for item in result["network_refused"])
+        msg += f"; the network policy refused: {shown}"
+    if result.get("proxy_stopped"):
+        msg += f"; the egress proxy stopped during the run ({result['proxy_stopped']})"
     # As ansible.builtin.command: the output also as lists of lines.
     lines = {f"{name}_lines": result[name].splitlines() for name in ("stdout", "stderr")}
     # changed: the command ran (the module cannot know what it changed; see the docs).

@@ -90,6 +90,8 @@ RESERVED_ENV = frozenset(
         "HTTPS_PROXY",
         "NO_PROXY",
         "ALL_PROXY",
+        # Set by devenv for `network: allowlist` (the image's ssh configuration reads it).
+        "DEVENV_PROXY",
         # shells: files and commands run at start or at each prompt
         "BASH_ENV",
         "ENV",
@@ -156,6 +158,31 @@ RESERVED_ENV = frozenset(
 RESERVED_ENV_PREFIXES = ("INFISICAL_", "LD_", "DOCKER_", "GIT_CONFIG", "BASH_FUNC_")
 
 SSH_MODES = ("auto", "agent", "keys", "none")
+# Network modes, narrowest first: a user may choose one at most as wide as the
+# administrator's (unless the administrator sets network_widen).
+NETWORK_MODES = ("none", "allowlist", "open")
+# What the agents and their users need (docs/settings.md lists them): the model APIs and
+# their login hosts, the npm registry, PyPI and GitHub (HTTPS, and SSH on port 22).
+NETWORK_ALLOW_DEFAULT = [
+    "api.anthropic.com:443",
+    "console.anthropic.com:443",
+    "claude.ai:443",
+    "generativelanguage.googleapis.com:443",
+    "cloudcode-pa.googleapis.com:443",
+    "oauth2.googleapis.com:443",
+    "accounts.google.com:443",
+    "www.googleapis.com:443",
+    "registry.npmjs.org:443",
+    "pypi.org:443",
+    "files.pythonhosted.org:443",
+    "github.com:443",
+    "github.com:22",
+    "api.github.com:443",
+    "codeload.github.com:443",
+    "objects.githubusercontent.com:443",
+    "raw.githubusercontent.com:443",
+]
+NETWORK_ALLOW_MAX = 256
 # docker's own minimum memory limit is 6 MiB.
 MEMORY_MIN = 6 * 1024 * 1024
 MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -186,6 +213,8 @@ _PATTERNS = {
     "slug": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
     "secret_path": r"^/(?:[A-Za-z0-9_.-]+/?)*$",
     "domain": r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?$",
+    "dns_label": r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$",
+    "network_name": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
 }
 # docker reference grammar (distribution/reference), anchored.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -568,6 +597,85 @@ def _users(value: Any, where: str) -> dict:
     return result
 
 
+# ---------------------------------------------------------------- the network policy
+
+
+def parse_destination(value: Any, where: str) -> tuple:
+    """One allowed destination, HOST:PORT: a host name (`*.example.com` covers
+    example.com and every name under it) and a port. Returns (host, port), the host in
+    lower case. IP addresses are refused: the proxy allows names only."""
+    hint = "expected HOST:PORT such as api.anthropic.com:443 (or *.example.com:443)"
+    if not isinstance(value, str) or pattern("control").search(value):
+        raise RunSpecError(f"{where}: {hint}")
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise RunSpecError(f"{where}: {value!r}: {hint}")
+    host = host.lower().rstrip(".")
+    name = host[2:] if host.startswith("*.") else host
+    labels = name.split(".")
+    if len(name) > 253 or not all(pattern("dns_label").match(label) for label in labels):
+        raise RunSpecError(f"{where}: {value!r} is not a host name; {hint}")
+    if all(label.isdigit() for label in labels):
+        raise RunSpecError(
+            f"{where}: {value!r} is an IP address; name the host instead (the proxy "
+            "allows host names, so an address cannot stand in for a name)"
+        )
+    return host, int(port)
+
+
+def _network_allow(value: Any, where: str) -> tuple:
+    """The allowed destinations: a list of HOST:PORT, kept in order, duplicates dropped."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise RunSpecError(f"{where}: expected a list of HOST:PORT entries")
+    if len(value) > NETWORK_ALLOW_MAX:
+        raise RunSpecError(f"{where}: at most {NETWORK_ALLOW_MAX} entries")
+    result = []
+    for index, item in enumerate(value):
+        destination = parse_destination(item, f"{where}[{index}]")
+        if destination not in result:
+            result.append(destination)
+    return tuple(result)
+
+
+def format_destination(destination: tuple) -> str:
+    return f"{destination[0]}:{destination[1]}"
+
+
+def covers(wide: tuple, narrow: tuple) -> bool:
+    """Whether the allowed destination `wide` includes `narrow` (same port; the same
+    name, or a name under a `*.` entry)."""
+    (host, port), (other, other_port) = wide, narrow
+    if port != other_port:
+        return False
+    if not host.startswith("*."):
+        return host == other
+    base = host[2:]
+    other = other[2:] if other.startswith("*.") else other
+    return other == base or other.endswith("." + base)
+
+
+def _network_name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not pattern("network_name").match(value):
+        raise RunSpecError(f"{where}: {value!r} is not a Docker network name")
+    if value in ("host", "none", "default", "container"):
+        raise RunSpecError(f"{where}: {value!r} cannot carry the proxy's traffic; name a bridge")
+    return value
+
+
+def _wider_mode(ceiling: str, value: str) -> Optional[str]:
+    if NETWORK_MODES.index(value) > NETWORK_MODES.index(ceiling):
+        return f"{value!r} is wider than the administrator's {ceiling!r}"
+    return None
+
+
+def _wider_allow(ceiling: tuple, value: tuple) -> Optional[str]:
+    outside = [d for d in value if not any(covers(c, d) for c in ceiling)]
+    if outside:
+        shown = ", ".join(format_destination(d) for d in outside)
+        return f"{shown} {'is' if len(outside) == 1 else 'are'} not in the administrator's list"
+    return None
+
+
 # ---------------------------------------------------------------- secrets (Infisical)
 
 
@@ -638,7 +746,8 @@ class Setting:
     """One row of the table. `default` is written as a configuration file would write it
     (it goes through `parse` like any value); `scopes` says where it may be set (SCOPES);
     `module` holds the module option's Ansible type details (None: not a module
-    option), and `module_default` the module's own default where it differs."""
+    option), and `module_default` the module's own default where it differs. `narrow`
+    marks a setting a user may narrow but not widen (see parse())."""
 
     __slots__ = (
         "default",
@@ -649,6 +758,7 @@ class Setting:
         "module",
         "module_default",
         "name",
+        "narrow",
         "nullable",
         "parse",
         "scopes",
@@ -668,6 +778,7 @@ class Setting:
         module_default: Any = ...,
         nullable: bool = False,
         merge: bool = False,
+        narrow: Optional[Callable[[Any, Any], Optional[str]]] = None,
     ) -> None:
         self.name = name
         self.parse = parse
@@ -684,6 +795,9 @@ class Setting:
         self.nullable = nullable
         # A mapping merged key by key over the layer below (secrets).
         self.merge = merge
+        # A user (user file, flag) may only narrow the administrator's value: narrow(the
+        # administrator's value, the user's) says why a value is wider, or None.
+        self.narrow = narrow
 
     def __repr__(self) -> str:
         return f"Setting({self.name!r})"
@@ -773,6 +887,52 @@ SETTINGS = (
         "SSH access: auto (agent if one runs, else keys if ~/.ssh exists), agent, keys, none.",
         # Unlike the interactive launcher, the module gives no SSH access unless asked.
         module={"type": "str", "choices": list(SSH_MODES), "default": "none"},
+    ),
+    Setting(
+        "network",
+        _choice(NETWORK_MODES),
+        "allowlist",
+        _EVERYWHERE,
+        "Network of a run: allowlist (only network_allow, through the host's egress proxy), "
+        "none (loopback only), open (Docker's default bridge).",
+        flag="--network",
+        metavar="MODE",
+        module={"type": "str", "choices": list(NETWORK_MODES)},
+        narrow=_wider_mode,
+    ),
+    Setting(
+        "network_allow",
+        _network_allow,
+        NETWORK_ALLOW_DEFAULT,
+        _EVERYWHERE,
+        "Destinations (HOST:PORT; *.example.com for a domain and its names) the proxy "
+        "allows with network: allowlist.",
+        module={"type": "list", "elements": "str"},
+        narrow=_wider_allow,
+    ),
+    Setting(
+        "network_widen",
+        _bool,
+        False,
+        (SYSTEM, PER_USER),
+        "Let users choose a wider network or destinations outside network_allow.",
+    ),
+    Setting(
+        "network_egress",
+        _network_name,
+        "devenv-egress",
+        (SYSTEM,),
+        "Docker network through which the egress proxy reaches the outside (a bridge; "
+        "created when missing).",
+        module={"type": "str"},
+    ),
+    Setting(
+        "network_proxy_image",
+        _image,
+        "devenv-proxy:latest",
+        (SYSTEM,),
+        "Image of the egress proxy (Squid, built by the devenv_image role); never pulled.",
+        module={"type": "str"},
     ),
     Setting(
         "read_only_rootfs",
@@ -1083,35 +1243,69 @@ def parse(
     values = {}
     raw = {}
     sources = {}
+    narrowed = [s for s in SETTINGS if s.narrow]
     for setting in SETTINGS:
         default = setting.module_default if module else setting.default
         values[setting.name] = None if default is None else setting.parse(default, setting.name)
         raw[setting.name] = default
         sources[setting.name] = "default"
+    # What the administrator (or, without a system file, the defaults) allows.
+    ceiling = {s.name: (values[s.name], sources[s.name]) for s in narrowed}
     for source, scope, data in layers:
-        if not isinstance(data, dict):
-            raise RunSpecError(f"{source}: expected a mapping of settings")
-        unknown = sorted(str(k) for k in data if k not in BY_NAME)
-        if unknown:
-            raise RunSpecError(f"{source}: unknown key(s) {', '.join(unknown)}")
-        # Messages name the layer, except where there is only one (the module).
-        prefix = {FLAG: "command line: ", MODULE: ""}.get(scope, f"{source}: ")
-        for key, written in data.items():
-            setting = BY_NAME[key]
-            if scope not in setting.scopes:
-                raise _refusal(setting, scope, source, system_file)
-            if written is None and not setting.nullable:
-                continue
-            given = written
-            if setting.merge and sources[key] != "default" and isinstance(written, dict):
-                given = dict(raw[key], **written)
-            try:
-                value = setting.parse(given, key)
-            except RunSpecError as exc:
-                raise RunSpecError(f"{prefix}{exc}") from None
-            values[key], raw[key], sources[key] = value, given, source
+        prefix = _apply_layer((values, raw, sources), source, scope, data, system_file)
         if scope == SYSTEM and login is not None:
             for key, (value, given) in values["users"].get(login, {}).items():
                 values[key], raw[key] = value, given
                 sources[key] = f"{source} (users.{login})"
+        if scope == SYSTEM:
+            ceiling = {s.name: (values[s.name], sources[s.name]) for s in narrowed}
+        elif scope in (USER, FLAG) and not values["network_widen"]:
+            _check_narrowed(narrowed, ceiling, values, data, prefix=prefix, system_file=system_file)
     return Settings(values, raw, sources)
+
+
+def _apply_layer(state: tuple, source: str, scope: str, data: Any, system_file: str) -> str:
+    """One layer's values parsed into state (values, raw, sources). Returns the prefix
+    its messages carry."""
+    values, raw, sources = state
+    if not isinstance(data, dict):
+        raise RunSpecError(f"{source}: expected a mapping of settings")
+    unknown = sorted(str(k) for k in data if k not in BY_NAME)
+    if unknown:
+        raise RunSpecError(f"{source}: unknown key(s) {', '.join(unknown)}")
+    # Messages name the layer, except where there is only one (the module).
+    prefix = {FLAG: "command line: ", MODULE: ""}.get(scope, f"{source}: ")
+    for key, written in data.items():
+        setting = BY_NAME[key]
+        if scope not in setting.scopes:
+            raise _refusal(setting, scope, source, system_file)
+        if written is None and not setting.nullable:
+            continue
+        given = written
+        if setting.merge and sources[key] != "default" and isinstance(written, dict):
+            given = dict(raw[key], **written)
+        try:
+            value = setting.parse(given, key)
+        except RunSpecError as exc:
+            raise RunSpecError(f"{prefix}{exc}") from None
+        values[key], raw[key], sources[key] = value, given, source
+    return prefix
+
+
+def _check_narrowed(
+    narrowed: list, ceiling: dict, values: dict, data: dict, *, prefix: str, system_file: str
+) -> None:
+    """A user layer may narrow the network policy, never widen it (unless the
+    administrator sets network_widen)."""
+    for setting in narrowed:
+        if setting.name not in data:
+            continue
+        top, where = ceiling[setting.name]
+        why = setting.narrow(top, values[setting.name])
+        if why:
+            origin = "the default" if where == "default" else where
+            raise RunSpecError(
+                f"{prefix}{setting.name}: {why} ({origin}). A user may narrow the "
+                f"network policy but not widen it; the administrator sets it in "
+                f"{system_file} (network_widen: true lets users widen it)"
+            )

@@ -152,6 +152,38 @@ options:
     type: str
     choices: [auto, agent, keys, none]
     default: none
+  network:
+    description:
+      - C(allowlist) attaches the container only to an internal network with no route
+        out, whose one way out is the host's egress proxy (Squid in its own hardened
+        container), which allows only O(network_allow); C(HTTPS_PROXY), C(HTTP_PROXY)
+        and C(NO_PROXY) are set in the container, and names outside do not resolve. The
+        proxy and its network are created when missing, shared by runs with the same
+        configuration. Without a running proxy nothing is started (fail closed).
+      - C(none) gives the container loopback only; C(open) is Docker's default bridge.
+      - The run specification's default is C(allowlist), as for the launcher.
+    type: str
+    choices: [none, allowlist, open]
+  network_allow:
+    description:
+      - The destinations the proxy allows with O(network=allowlist), each
+        C(HOST:PORT); C(*.example.com:443) allows example.com and every name under it.
+        Host names only, never IP addresses.
+      - The run specification's default covers the Anthropic and Gemini APIs and their
+        login hosts, the npm registry, PyPI, and GitHub (HTTPS, and SSH on port 22).
+    type: list
+    elements: str
+  network_egress:
+    description:
+      - The Docker network the egress proxy reaches the outside through; created as a
+        bridge when missing. The run specification's default is C(devenv-egress).
+    type: str
+  network_proxy_image:
+    description:
+      - The egress proxy's image, present on the target host (built by the
+        C(kuatecno.devenv.devenv_image) role); never pulled. The run specification's
+        default is C(devenv-proxy:latest).
+    type: str
   memory:
     description:
       - Memory limit with a unit (C(512m), C(4g)). The run specification's default is
@@ -473,9 +505,24 @@ spec:
       HostConfig:
         CapDrop: [ALL]
         ReadonlyRootfs: true
+network_refused:
+  description:
+    - With O(network=allowlist), the destinations (C(HOST:PORT)) the egress proxy refused
+      for this run, and how often; read from the proxy's log, which holds no request
+      contents.
+  returned: when the command ran with O(network=allowlist)
+  type: list
+  elements: dict
+  sample: [{destination: "example.org:443", count: 2}]
+proxy_stopped:
+  description: Why the egress proxy stopped or restarted while the command ran (its
+    requests through the proxy then failed), or null.
+  returned: when the command ran with O(network=allowlist)
+  type: str
+  sample: null
 msg:
   description: What happened, or why the module failed (C(memory limit reached), timeout,
-    unexpected exit status).
+    unexpected exit status), and the destinations the network policy refused.
   returned: always
   type: str
   sample: command exited with 0

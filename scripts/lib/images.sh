@@ -43,6 +43,8 @@ ensure_test_images() {
   # A host that boots systemd (Molecule instances) and one that runs its own engine.
   ensure_derived_image "$DEVENV_TEST_IMAGE_PREFIX/debian-systemd:13" "$DEVENV_ROOT/tests/images/debian-systemd"
   ensure_derived_image "$DEVENV_TEST_IMAGE_PREFIX/debian-docker:13" "$DEVENV_ROOT/tests/images/debian-docker"
+  # A git server over SSH, for git clone and push from inside dev through the agent.
+  ensure_derived_image "$DEVENV_TEST_IMAGE_PREFIX/sshd:13" "$DEVENV_ROOT/tests/images/sshd"
 }
 
 # A registry shared by the Molecule scenarios: a container on the network
@@ -81,7 +83,8 @@ ensure_test_registry() {
 # packages, the pinned toolchain (activated), a Docker engine, the local base images,
 # and the host's extra CA certificates (TLS-intercepting proxies) for image builds.
 prepare_test_world() {
-  ensure_host_packages python3-venv debootstrap docker.io docker-registry git
+  # tmux: a real terminal for the interactive tests; openssh-client: a host SSH agent.
+  ensure_host_packages python3-venv debootstrap docker.io docker-registry git tmux openssh-client
   ensure_venv
   activate_venv
   ensure_engine

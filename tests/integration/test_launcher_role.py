@@ -128,15 +128,13 @@ def test_converge_installs_program_library_and_configuration(host, workdir):
         "network_allow",
         "ssh",
         "gitconfig",
+        "agent_state",
     ):
         assert unset not in config, unset
     assert config["limits_max"] == {"memory": "8g", "cpus": 2.0, "pids_limit": 200}
     assert config["code_dir"] == "~/Coding"
-    assert [c["source"] for c in config["credentials"]] == [
-        "~/.claude",
-        "~/.claude.json",
-        "~/.gemini",
-    ]
+    # The host's own agent files are not mounted: devenv keeps the agents' state.
+    assert config["credentials"] == []
     assert config["secrets"]["provider"] == "infisical"
     assert config["secrets"]["project_id"] == "proj-123"
     assert config["users"] == {"bob": {"code_dir": "/srv/bob/code", "credentials": []}}

@@ -121,7 +121,8 @@ def launcher(user, prefix, run_id, code_dir, tmp_path):
             "network": "open",
             "code_dir": str(code_dir.parent),
             "gitconfig": None,
-            "credentials": [{"source": "~/.claude", "target": ".claude", "required": True}],
+            # The host's own ~/.claude, read-only beside the agent's own state.
+            "credentials": [{"source": "~/.claude", "target": ".host-claude", "required": True}],
             "labels": {"io.kuatecno.devenv.test": "1", RUN_LABEL: run_id},
             "secrets": {"project_id": "proj", "binary": str(prefix / "infisical"), "timeout": 3},
         }
@@ -173,7 +174,7 @@ def wait_for(predicate, timeout=20.0, step=0.1):
 # ---------------------------------------------------------------- a real session
 
 INSIDE = r"""
-import errno, hashlib, json, os, time
+import errno, hashlib, json, os, pwd, time
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
@@ -195,8 +196,11 @@ out = {
     "pids_max": cg("pids/pids.max"),
     "mem": cg("memory/memory.limit_in_bytes"),
     "memsw": cg("memory/memory.memsw.limit_in_bytes"),
-    "cred_erofs": erofs(os.environ["HOME"] + "/.claude/session.json"),
+    "cred_erofs": erofs(os.environ["HOME"] + "/.host-claude/session.json"),
     "root_erofs": erofs("/usr/local/planted"),
+    "passwd_erofs": erofs("/etc/passwd"),
+    "me": list(pwd.getpwuid(os.getuid()))[::5],
+    "state_written": open(os.environ["CLAUDE_CONFIG_DIR"] + "/from-inside", "w").write("s"),
     "canary_ok": hashlib.sha256(os.environ.get("DEVENV_CANARY", "").encode()).hexdigest()
     == "CANARY_SHA",
     "home": os.environ["HOME"], "cwd": os.getcwd(),
@@ -229,7 +233,17 @@ def test_session_properties_and_secrets(launcher, run_id, code_dir, user):
         assert cfg["Labels"]["io.kuatecno.devenv.test"] == "1"
         assert info["Name"].startswith(f"/devenv-{LOGIN}-")
         rw = {m["Destination"]: m["RW"] for m in info["Mounts"]}
-        assert rw == {"/app": True, "/home/dev/.claude": False}
+        assert rw == {
+            "/app": True,
+            "/home/dev/.claude": True,  # the agents' own state, kept by devenv
+            "/home/dev/.gemini": True,
+            "/home/dev/.host-claude": False,
+            "/etc/passwd": False,
+            "/etc/group": False,
+        }
+        state = Path(user.pw_dir) / ".local/share/devenv/state/user"
+        sources = {m["Destination"]: m["Source"] for m in info["Mounts"]}
+        assert sources["/home/dev/.claude"] == str(state / "claude")
         # /run/devenv: the private tmpfs of the start step that received the secrets.
         assert set(hc["Tmpfs"]) == {"/tmp", "/home/dev", "/run/devenv"}
         # The secret is in the command's env, and on no command line on the host, in no
@@ -255,6 +269,9 @@ def test_session_properties_and_secrets(launcher, run_id, code_dir, user):
         "memsw": str(256 * 1024**2),
         "cred_erofs": True,
         "root_erofs": True,
+        "passwd_erofs": True,
+        "me": [LOGIN, "/home/dev"],  # the user exists in the container
+        "state_written": 1,
         "canary_ok": True,
         "home": "/home/dev",
         "cwd": f"/app/{run_id}",
@@ -262,6 +279,8 @@ def test_session_properties_and_secrets(launcher, run_id, code_dir, user):
     }
     made = (code_dir / "made-inside").stat()
     assert (made.st_uid, made.st_gid) == (user.pw_uid, user.pw_gid)
+    kept = (Path(user.pw_dir) / ".local/share/devenv/state/user/claude/from-inside").stat()
+    assert (kept.st_uid, kept.st_gid) == (user.pw_uid, user.pw_gid)
     assert wait_for(lambda: containers(run_id) == [])
     record = json.loads(launcher.record.read_text())
     assert record["token_on_cmdline"] is False and record["token_in_env"] is True
@@ -393,7 +412,13 @@ def test_ssh_keys_mounted_read_only(launcher, user):
     for path in (ssh_dir, ssh_dir / "id_test"):
         os.chown(path, user.pw_uid, user.pw_gid)
     try:
+        # auto without an agent: the keys stay on the host.
         proc = launcher(["--no-secrets", "--", "python3", "-c", SSH_PROBE], ssh="auto")
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert out.split() == ["keys:ENOENT"]
+        # Only when asked for, read-only.
+        proc = launcher(["--no-secrets", "--", "python3", "-c", SSH_PROBE], ssh="keys")
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
         assert out.split() == ["keys:EROFS"]
@@ -429,7 +454,7 @@ def test_missing_image_is_never_pulled(launcher, run_id):
         ("hang", "did not answer within 3 s"),
         ("malformed", "not valid JSON"),
         ("bad-name", "invalid variable name"),
-        ("multiline", "newline"),
+        ("nul", "NUL"),
         ("not-logged-in", "logged in"),
     ],
 )

@@ -139,8 +139,8 @@ def make_certificates(where):
 
 
 def make_ssh_key(where):
-    """A key pair for git over SSH: the private key owned by root, 0600 (the container
-    runs as root for that test), in a directory the test user can look into."""
+    """A key pair for git over SSH: the public half goes to the stand-in servers; the
+    test copies the private half into a directory of the test user's own."""
     where.mkdir(mode=0o755)
     subprocess.run(
         [
@@ -657,16 +657,20 @@ cat /tmp/forbidden.err
 """
 
 
-def test_git_over_ssh_goes_through_the_proxy_to_allowed_hosts_only(world, launcher):
-    # As root in the container: the image has no passwd entry for the invoking user yet,
-    # and ssh refuses to run without one (root has one). Capabilities stay dropped.
+def test_git_over_ssh_goes_through_the_proxy_to_allowed_hosts_only(world, launcher, user):
+    # As the invoking user, as a person would push: the image gives that user a passwd
+    # entry, which ssh needs. The key is the user's own, 0600.
+    keys = world["shared"] / f"ssh-{user.pw_name}"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    shutil.copy(world["shared"] / "ssh" / "id", keys / "id")
+    for path in (keys, keys / "id"):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    (keys / "id").chmod(0o600)
     script = GIT_SSH.replace("ALLOWED", ALLOWED).replace("FORBIDDEN", FORBIDDEN)
     script = script.replace("SESSION", SESSION)
     rc, out, err = launcher(
         ["--", "bash", "-c", script],
-        run_as_root=True,
-        root_without_userns=True,
-        mounts=[{"source": str(world["shared"] / "ssh"), "target": "/run/test-ssh"}],
+        mounts=[{"source": str(keys), "target": "/run/test-ssh"}],
     )
     assert rc == 0, err
     lines = out.splitlines()

@@ -64,7 +64,7 @@ def test_devenv_run_dry_run_on_python_3_9(host):
         "python3 /src/tests/support/install_launcher.py /opt/devenv /usr/bin/python3 && "
         f"useradd -m -s /bin/bash {user} && su - {user} -c 'mkdir -p Coding/project'"
     )
-    assert host.read("/opt/devenv/bin/devenv").startswith("#!/usr/bin/python3 -IB\n")
+    assert host.read("/opt/devenv/bin/devenv").startswith("#!/usr/bin/python3 -IBS\n")
     as_user = f"su - {user} -c "
     version = host.out(as_user + "'/opt/devenv/bin/devenv --version'")
     assert version.startswith("devenv ") and "(kuatecno.devenv)" in version

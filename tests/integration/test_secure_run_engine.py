@@ -71,6 +71,7 @@ print(json.dumps({
     "cfs_period": read("/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
     "write_ro_mount": write("/data/new-file"),
     "write_credential": write(home + "/.claude.json"),
+    "me": __import__("pwd").getpwuid(os.getuid()).pw_name,
     "write_rootfs": write("/etc/devenv-probe"),
     "write_home": write(home + "/probe"),
     "write_tmp": write("/tmp/probe"),
@@ -266,7 +267,17 @@ def test_runtime_properties_on_the_running_container_and_inside(tmp_path, run_id
     assert running["HostConfig"]["PidsLimit"] == 64
     assert running["Config"]["User"] == f"{UID}:{GID}"
     modes = {m["Destination"]: m["RW"] for m in running["Mounts"]}
-    assert modes == {"/app": True, "/data": False, "/home/dev/.claude.json": False}
+    assert modes == {
+        "/app": True,
+        "/data": False,
+        "/home/dev/.claude.json": False,
+        "/etc/passwd": False,  # the user's identity, generated for this run
+        "/etc/group": False,
+    }
+    # The agents' state of a module run is a private tmpfs (ephemeral by default).
+    tmpfs = running["HostConfig"]["Tmpfs"]
+    assert tmpfs["/home/dev/.claude"].endswith(f"uid={UID},gid={GID},mode=0700")
+    assert "/home/dev/.gemini" in tmpfs
 
     # The module's read-back is the engine's own view of the same container.
     read_back = result["container"]
@@ -287,6 +298,12 @@ def test_runtime_properties_on_the_running_container_and_inside(tmp_path, run_id
     assert int(inside["cfs_quota"]) == int(inside["cfs_period"]) * 3 // 2
     assert inside["write_ro_mount"] == "EROFS"
     assert inside["write_credential"] == "EROFS"
+    # The user exists in the container under its host login (or "dev" without one).
+    try:
+        login = __import__("pwd").getpwuid(UID).pw_name
+    except KeyError:
+        login = "dev"
+    assert inside["me"] == login
     assert inside["write_rootfs"] == "EROFS"
     assert inside["write_home"] == "ok" and inside["write_tmp"] == "ok"
     created = code_dir / "created-inside"

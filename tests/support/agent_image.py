@@ -7,6 +7,12 @@ engine's layer cache makes that cheap. Tests that are not about building use thi
 (and load it into nested engines with save/load) instead of building their own.
 
     ref = ensure_agent_image(workdir)   # "devenv-test/agents:v0.0.0"
+    ref = ensure_agent_image(workdir, pin="devenv-test/agents:session-1234")
+
+Several suites may share one engine (and one machine) while their checkouts differ: the
+role of another checkout rebuilds the same tag with its own Dockerfile. `pin` tags the
+image this call converged, in the same locked step, under a name of the caller's own, so
+a suite keeps running the image it built; remove that tag (`unpin`) when done.
 
 The same converge builds the egress proxy image (`PROXY_REF`, Squid on the same base),
 which runs with `network: allowlist` need.
@@ -38,9 +44,10 @@ def _ansible_playbook():
     return str(venv) if venv.exists() else "ansible-playbook"
 
 
-def ensure_agent_image(workdir, **overrides):
+def ensure_agent_image(workdir, pin=None, **overrides):
     """Converge the agent image with the role (a no-op when nothing changed); returns
-    its reference. Serialised across processes: concurrent suites share one build."""
+    its reference, or `pin` tagged to it. Serialised across processes: concurrent suites
+    share one build."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     variables = {
@@ -73,6 +80,13 @@ def ensure_agent_image(workdir, **overrides):
             timeout=1800,
             check=False,
         )
+        if done.returncode == 0 and pin:
+            subprocess.run(["docker", "tag", REF, pin], check=True, capture_output=True)
     if done.returncode != 0:
         raise AssertionError(f"building {REF} failed:\n{(done.stdout + done.stderr)[-6000:]}")
-    return REF
+    return pin or REF
+
+
+def unpin(pin):
+    """Remove a pinned tag (the image itself stays while another tag names it)."""
+    subprocess.run(["docker", "rmi", pin], check=False, capture_output=True)

@@ -183,7 +183,7 @@ CASES = {
     },
     "mounts, credentials, writable root": {
         "read_only_rootfs": False,
-        "credentials": [{"source": "~/.claude", "target": ".claude"}],
+        "credentials": [{"source": "~/.claude", "target": ".host-claude"}],
         "mounts": [{"source": "~/data", "target": "/data", "read_only": False}],
         "workdir": "/data",
         "command": ["claude", "--version"],
@@ -198,6 +198,8 @@ CASES = {
         "network_allow": ["*.example.com:443", "git.example.com:22"],
         "network_egress": "corp-egress",
     },
+    "ephemeral agent state": {"ephemeral": True, "claude_nonessential_traffic": True},
+    "agent state per code directory": {"agent_state": "code_dir"},
 }
 
 

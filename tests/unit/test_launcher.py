@@ -81,6 +81,8 @@ def write(path, data):
         (["--workdir", "/app/x", "--", "--weird"], {}, {"workdir": "/app/x"}, ["--weird"]),
         (["-h"], {"help": True}, {}, []),
         (["--", "--"], {}, {}, ["--"]),
+        (["--ephemeral", "claude"], {}, {"ephemeral": True}, ["claude"]),
+        (["--code-dir", "~/w", "--ephemeral"], {}, {"code_dir": "~/w", "ephemeral": True}, []),
     ],
 )
 def test_parse_run_args(args, options, flags, command):
@@ -91,7 +93,15 @@ def test_parse_run_args(args, options, flags, command):
 
 
 @pytest.mark.parametrize(
-    "args", [["--memory"], ["--bogus"], ["-v", "x"], ["--dry-run=yes"], ["--privileged", "ls"]]
+    "args",
+    [
+        ["--memory"],
+        ["--bogus"],
+        ["-v", "x"],
+        ["--dry-run=yes"],
+        ["--privileged", "ls"],
+        ["--ephemeral=false"],
+    ],
 )
 def test_parse_run_args_rejects(args):
     with pytest.raises(UsageError):
@@ -106,7 +116,12 @@ def test_parse_run_args_rejects(args):
         (["-h"], 0, "out", "commands:"),
         (["help"], 0, "out", "commands:"),
         (["--version"], 0, "out", f"devenv {la.VERSION} (kuatecno.devenv)"),
-        (["frobnicate"], 2, "err", "unknown command 'frobnicate' (commands: run, config"),
+        (
+            ["frobnicate"],
+            2,
+            "err",
+            "unknown command 'frobnicate' (commands: run, login, state, config",
+        ),
         (["--frobnicate"], 2, "err", "`devenv help` lists the commands"),
         (["run", "--bogus"], 2, "err", "unknown option '--bogus'"),
         (["run", "--bogus"], 2, "err", "`devenv help run` shows its options"),
@@ -121,6 +136,14 @@ def test_parse_run_args_rejects(args):
         (["config", "--check"], 2, "err", "exactly one FILE"),
         (["config", "--check"], 2, "err", "usage: devenv config [--check FILE]"),
         (["config", "extra"], 2, "err", "unknown argument"),
+        (["run", "--help"], 0, "out", "--ephemeral "),
+        (["state", "--help"], 0, "out", "usage: devenv state [reset [AGENT]] [--yes]"),
+        (["login", "claude", "--help"], 0, "out", "usage: devenv login claude|gemini"),
+        (["login"], 2, "err", "login needs the agent to log in: claude, gemini"),
+        (["login", "codex"], 2, "err", "login needs the agent"),
+        (["login", "claude", "--", "sh"], 2, "err", "takes no command"),
+        (["state", "reset", "codex"], 2, "err", "no agent 'codex'"),
+        (["state", "--dry-run"], 2, "err", "state takes"),
         (["completion"], 2, "err", "bash or zsh"),
         (["completion", "fish"], 2, "err", "bash or zsh"),
     ],
@@ -281,6 +304,7 @@ def test_config_command_shows_sources(system_file, host, home, capsys, monkeypat
     assert re.search(rf'^memory +"2g"  \(system file {re.escape(str(system_file))}\)$', out, re.M)
     assert re.search(r"^pids_limit +100  \(default\)$", out, re.M)
     assert re.search(r'^network +"allowlist"  \(default\)$', out, re.M)
+    assert re.search(r'^agent_state +"user"  \(default\)$', out, re.M)
     assert "# resolved: user 1000:1000, ssh none, workdir /app, network allowlist (egress" in out
 
 
@@ -351,8 +375,13 @@ def run_env(system_file, host, home, tmp_path, monkeypatch):
     def fake_report(engine, spec, since, system_path):
         calls.append(("report", engine, spec.name, system_path))
 
+    def fake_prepare(spec, login=None):
+        calls.append(("prepare", spec, login))
+        return []
+
     monkeypatch.setattr(la, "check_engine", fake_check)
     monkeypatch.setattr(la, "run_docker", fake_run)
+    monkeypatch.setattr(la._agents, "prepare", fake_prepare)
     monkeypatch.setattr(la, "ensure_proxy", fake_proxy)
     monkeypatch.setattr(la, "report_proxy", fake_report)
     return calls, tmp_path / "record.json"
@@ -365,9 +394,10 @@ def canary():
 def test_run_passes_secrets_only_in_the_start_payload(run_env):
     calls, record = run_env
     assert la.main(["run", "--", "env"]) == 7
-    # The egress proxy is running before any secret is fetched; its report comes after.
-    assert [c[0] for c in calls] == ["engine", "proxy", "docker", "report"]
-    _, argv, env, spec = calls[2]
+    # The egress proxy is running, and the host side prepared, before any secret is
+    # fetched; the proxy's report comes after the run.
+    assert [c[0] for c in calls] == ["engine", "proxy", "prepare", "docker", "report"]
+    _, argv, env, spec = calls[3]
     # Neither the docker CLI's command line nor its environment holds a secret.
     assert not any(canary() in a for a in argv) and canary() not in json.dumps(env)
     assert "DEVENV_CANARY" not in argv and "DEVENV_CANARY" not in env
@@ -409,12 +439,12 @@ def test_invalid_spec_stops_before_anything(run_env, capsys):
     assert "Nothing was started" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("mode", ["fail", "malformed", "bad-name", "multiline", "empty"])
+@pytest.mark.parametrize("mode", ["fail", "malformed", "bad-name", "nul", "empty"])
 def test_secret_failures_start_nothing(run_env, monkeypatch, capsys, mode):
     calls, _ = run_env
     monkeypatch.setenv("DEVENV_FAKE_INFISICAL_MODE", mode)
     assert la.main(["run", "true"]) == 125
-    assert [c[0] for c in calls] == ["engine", "proxy"]
+    assert [c[0] for c in calls] == ["engine", "proxy", "prepare"]
     err = capsys.readouterr().err
     assert "secrets:" in err and "Nothing was started" in err
     assert canary() not in err
@@ -424,7 +454,7 @@ def test_no_secrets_skips_the_fetch(run_env):
     calls, record = run_env
     assert la.main(["run", "--no-secrets", "true"]) == 7
     assert not record.exists()
-    assert not calls[2][3].uses_start  # nothing to hand over: the command starts at once
+    assert not calls[3][3].uses_start  # nothing to hand over: the command starts at once
 
 
 def test_dry_run_prints_names_never_values(run_env, capsys):
@@ -451,8 +481,99 @@ def test_ctrl_c_during_fetch_exits_130(run_env, monkeypatch, capsys):
     monkeypatch.setattr(_infisical, "fetch_secrets", interrupted)
     calls, _ = run_env
     assert la.main(["run", "true"]) == 130
-    assert [c[0] for c in calls] == ["engine", "proxy"]
+    assert [c[0] for c in calls] == ["engine", "proxy", "prepare"]
     assert "interrupted" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- login and state
+
+
+def test_login_runs_the_agent_s_own_flow_in_the_state(run_env, monkeypatch):
+    calls, _ = run_env
+    monkeypatch.setattr(la.os, "isatty", lambda fd: True)
+    assert la.main(["login", "gemini", "--no-secrets"]) == 7
+    assert [c[0] for c in calls] == ["engine", "proxy", "prepare", "docker", "report"]
+    assert calls[2][2] == "gemini"  # the state readied for Gemini CLI's login
+    argv = calls[3][1]
+    assert argv[-1] == "gemini" and "NO_BROWSER=true" in argv
+    assert la.main(["login", "claude", "--no-secrets"]) == 7
+    assert calls[-2][1][-2:] == ["claude", "/login"]
+
+
+def test_an_ephemeral_run_carries_the_host_login_in_its_start(run_env, home, monkeypatch):
+    calls, _ = run_env
+    (home / ".claude").mkdir()
+    (home / ".claude" / ".credentials.json").write_text("the-login")
+    monkeypatch.setattr(la._agents, "as_user", lambda uid, gid, func, *args: func(*args))
+    assert la.main(["run", "--ephemeral", "--no-secrets", "true"]) == 7
+    spec = calls[3][3]
+    assert (".claude/.credentials.json", 0o600, b"the-login") in spec.seed_files
+    assert "the-login" not in " ".join(calls[3][1])  # never on the docker command line
+
+
+def test_login_needs_a_terminal_and_a_kept_state(run_env, monkeypatch, capsys):
+    calls, _ = run_env
+    monkeypatch.setattr(la.os, "isatty", lambda fd: False)
+    assert la.main(["login", "claude"]) == 2
+    assert "run it in a terminal" in capsys.readouterr().err
+    monkeypatch.setattr(la.os, "isatty", lambda fd: True)
+    assert la.main(["login", "claude", "--ephemeral"]) == 2
+    assert "without --ephemeral" in capsys.readouterr().err
+    assert calls == []
+
+
+@pytest.fixture
+def state_env(system_file, host, home, monkeypatch):
+    write(system_file, {"ssh": "none", "gitconfig": None})
+    monkeypatch.setattr(Host, "current", classmethod(lambda cls: host))
+    monkeypatch.chdir(home)
+    monkeypatch.setattr(la, "_containers_using", lambda paths, environ, home: [])
+    # The suite runs as root; the state belongs to the test's own (unprivileged) alice.
+    monkeypatch.setattr(la._agents, "as_user", lambda uid, gid, func, *args: func(*args))
+    data = home / ".local" / "share" / "devenv" / "state" / "user"
+    (data / "claude" / "projects").mkdir(parents=True)
+    (data / "claude" / "projects" / "s.jsonl").write_text("x" * 2048)
+    return data
+
+
+def test_state_shows_where_and_how_big(state_env, capsys):
+    assert la.main(["state"]) == 0
+    out = capsys.readouterr().out
+    assert f"claude  {state_env / 'claude'}  2.0 KiB" in out
+    assert f"gemini  {state_env / 'gemini'}  not created yet" in out
+    assert "never changed" in out
+
+
+def test_state_reset_asks_first(state_env, monkeypatch, capsys):
+    monkeypatch.setattr(la.os, "isatty", lambda fd: False)
+    assert la.main(["state", "reset"]) == 2
+    assert "add --yes" in capsys.readouterr().err
+    assert (state_env / "claude").exists()
+    monkeypatch.setattr(la.os, "isatty", lambda fd: True)
+    monkeypatch.setattr(la.sys, "stdin", __import__("io").StringIO("n\n"))
+    assert la.main(["state", "reset", "claude"]) == 0
+    assert "kept" in capsys.readouterr().out and (state_env / "claude").exists()
+    monkeypatch.setattr(la.sys, "stdin", __import__("io").StringIO("y\n"))
+    assert la.main(["state", "reset", "claude"]) == 0
+    assert not (state_env / "claude").exists()
+    assert "imports the host's login again" in capsys.readouterr().out
+
+
+def test_state_reset_with_yes_and_per_code_directory(state_env, home, capsys):
+    (home / "work").mkdir()
+    write(home / ".config" / "devenv" / "config.json", {"agent_state": "code_dir"})
+    assert la.main(["state", "--code-dir", str(home / "work")]) == 0
+    assert "/state/code/work-" in capsys.readouterr().out
+    assert la.main(["state", "reset", "--yes"]) == 0  # the per-user state is not this one
+    assert "nothing to reset" in capsys.readouterr().out
+    assert (state_env / "claude").exists()
+
+
+def test_state_reset_refuses_while_a_run_uses_it(state_env, monkeypatch, capsys):
+    monkeypatch.setattr(la, "_containers_using", lambda paths, environ, home: ["devenv-alice-1"])
+    assert la.main(["state", "reset", "--yes"]) == 125
+    assert "devenv-alice-1" in capsys.readouterr().err
+    assert (state_env / "claude").exists()
 
 
 # ---------------------------------------------------------------- the engine

@@ -50,9 +50,10 @@ def test_default_config_writes_only_what_the_role_sets(tmp_path):
     assert config["limits_max"] == {"memory": "8g", "cpus": 2.0, "pids_limit": 200}
     assert config["code_dir"] == "~/Coding"
     assert config["users"] == {}
-    targets = {c["target"] for c in config["credentials"]}
-    assert targets == {".claude", ".claude.json", ".gemini"}
-    assert not any(c["required"] for c in config["credentials"])
+    # The host's own agent files are not mounted: devenv keeps the agents' state.
+    assert config["credentials"] == []
+    for key in ("agent_state", "ephemeral", "claude_nonessential_traffic"):
+        assert key not in config, key
 
 
 @pytest.mark.parametrize(("cpus", "nano"), [(2, 2_000_000_000), (1, 1_000_000_000)])
@@ -115,6 +116,19 @@ def test_per_user_settings_go_to_users_only_when_set():
         "bob": {"code_dir": "/srv/bob", "credentials": []},
         "carol": {"gitconfig": ""},
     }
+
+
+def test_agent_state_settings_are_written_when_set(tmp_path):
+    config = rendered_config(
+        devenv_launcher_agent_state="code_dir",
+        devenv_launcher_ephemeral=True,
+        devenv_launcher_claude_nonessential_traffic=True,
+        devenv_users=[{"name": "alice", "agent_state": "user"}],
+    )
+    assert config["agent_state"] == "code_dir"
+    assert config["ephemeral"] is True and config["claude_nonessential_traffic"] is True
+    assert config["users"] == {"alice": {"agent_state": "user"}}
+    _check(config)
 
 
 def test_infisical_secrets_source():

@@ -6,6 +6,7 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -76,9 +77,18 @@ def test_defaults_map_to_the_full_docker_argv(host, home):
     ]
     code = os.path.realpath(home / "Coding")
     gitconfig = os.path.realpath(home / ".gitconfig")
+    data = os.path.realpath(home) + "/.local/share/devenv"
     assert flag_values(argv, "--mount") == [
         f"type=bind,source={code},target=/app,bind-propagation=rprivate",
         f"type=bind,source={gitconfig},target=/home/dev/.gitconfig,readonly,"
+        "bind-propagation=rprivate",
+        f"type=bind,source={data}/state/user/claude,target=/home/dev/.claude,"
+        "bind-propagation=rprivate",
+        f"type=bind,source={data}/state/user/gemini,target=/home/dev/.gemini,"
+        "bind-propagation=rprivate",
+        f"type=bind,source={data}/identity/passwd,target=/etc/passwd,readonly,"
+        "bind-propagation=rprivate",
+        f"type=bind,source={data}/identity/group,target=/etc/group,readonly,"
         "bind-propagation=rprivate",
     ]
     assert "-v" not in argv and "--volume" not in argv
@@ -93,6 +103,12 @@ def test_defaults_map_to_the_full_docker_argv(host, home):
     proxy_env += [e[: e.index("=")].lower() + e[e.index("=") :] for e in proxy_env]
     assert flag_values(argv, "--env") == [
         "HOME=/home/dev",
+        "USER=alice",
+        "LOGNAME=alice",
+        "CLAUDE_CONFIG_DIR=/home/dev/.claude",
+        "DISABLE_AUTOUPDATER=1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+        "NO_BROWSER=true",
         *proxy_env,
         f"DEVENV_PROXY={proxy}:3128",
     ]
@@ -108,13 +124,17 @@ def test_defaults_map_to_the_full_docker_argv(host, home):
     assert spec.name.startswith("devenv-alice-")
 
 
-def test_default_mounts_are_code_rw_and_gitconfig_ro(host, home):
+def test_default_mounts_are_code_and_agent_state_rw_the_rest_ro(host, home):
     spec = spec_of(host, ssh="none")
     mounts = {m.target: m for m in spec.mounts}
     assert mounts["/app"].source == os.path.realpath(home / "Coding")
-    assert mounts["/app"].read_only is False
-    assert mounts["/home/dev/.gitconfig"].read_only is True
-    assert set(mounts) == {"/app", "/home/dev/.gitconfig"}
+    writable = {t for t, m in mounts.items() if not m.read_only}
+    assert writable == {"/app", "/home/dev/.claude", "/home/dev/.gemini"}
+    assert set(mounts) == writable | {"/home/dev/.gitconfig", "/etc/passwd", "/etc/group"}
+    # Never the host's own agent files.
+    for source in (m.source for m in spec.mounts):
+        assert not source.startswith(str(home / ".claude")), source
+        assert not source.startswith(str(home / ".gemini")), source
 
 
 @pytest.mark.parametrize(
@@ -166,7 +186,8 @@ def test_engine_create_body(host, home):
     assert body["Cmd"] == ["/bin/sh", "-c", rs.START_SCRIPT, "devenv-start", "bash"]
     assert body["User"] == "1000:1000"
     assert body["WorkingDir"] == "/app"
-    assert body["Env"] == ["HOME=/home/dev"]
+    assert body["Env"][0] == "HOME=/home/dev"
+    assert "CLAUDE_CONFIG_DIR=/home/dev/.claude" in body["Env"]
     assert CANARY not in str(body)
     assert spec_of(host, ssh="none").engine_create_body()["Cmd"] == ["bash"]
     assert body["Labels"] == {
@@ -218,7 +239,9 @@ def test_secrets_only_in_the_start_payload(host):
     argv = spec.docker_argv(tty=True, interactive=True)
     assert not any(CANARY in a for a in argv)
     assert not any("fast" in a for a in argv)
-    assert flag_values(argv, "--env") == ["HOME=/home/dev", "MODE"]
+    assert flag_values(argv, "--env")[0] == "HOME=/home/dev"
+    assert flag_values(argv, "--env")[-1] == "MODE"
+    assert not any(CANARY in v or "API_KEY" in v for v in flag_values(argv, "--env"))
     assert spec.secret_env() == {"MODE": "fast"}
     assert spec.secret_names == ("MODE", "API_KEY")
     assert CANARY not in repr(spec)
@@ -347,6 +370,7 @@ def test_secret_conflicting_with_env_is_refused(host):
         "LESSOPEN",
         "REQUESTS_CA_BUNDLE",
         "CLAUDE_CONFIG_DIR",
+        "NO_BROWSER",
     ],
 )
 def test_bad_or_reserved_env_names(name):
@@ -358,10 +382,8 @@ def test_bad_or_reserved_env_names(name):
 @pytest.mark.parametrize(
     "value",
     [
-        CANARY + "\n",
-        "a\nb" + CANARY,
-        CANARY + "\r",
         CANARY + "\x00",
+        "a\nb\x00" + CANARY,
         "x" * (64 * 1024 + 1),
         "é" * (32 * 1024 + 1),
         5,
@@ -378,7 +400,21 @@ def test_bad_env_values_name_the_key_never_the_value(value):
 
 
 @pytest.mark.parametrize(
-    "value", ["", "x", "a b c", "'quoted' \"too\"", "$HOME;rm -rf /", "=", "x" * 65536, "é"]
+    "value",
+    [
+        "",
+        "x",
+        "a b c",
+        "'quoted' \"too\"",
+        "$HOME;rm -rf /",
+        "=",
+        "x" * 65536,
+        "é",
+        # Newlines are fine in the environment (PEM keys, JSON documents).
+        "-----BEGIN KEY-----\nAAAA\n-----END KEY-----\n",
+        '{\n "a": 1\n}',
+        "cr\r\nlf",
+    ],
 )
 def test_good_env_values(value):
     assert validate_env({"GOOD_NAME": value}) == {"GOOD_NAME": value}
@@ -769,22 +805,67 @@ def test_duplicate_targets(host):
 
 def test_credentials_read_only_into_home(host, home):
     (home / ".gemini").mkdir()
+    (home / ".config" / "gh").mkdir(parents=True)
     creds = [
-        {"source": "~/.claude", "target": ".claude"},
+        {"source": "~/.config/gh", "target": ".config/gh"},
         {"source": "~/.gemini", "target": "cfg/.gemini", "required": True},
-        {"source": "~/.claude.json", "target": ".claude.json", "required": False},
+        {"source": "~/.netrc", "target": ".netrc", "required": False},
     ]
     spec = spec_of(host, ssh="none", credentials=creds)
     mounts = {m.target: m for m in spec.mounts}
-    assert mounts["/home/dev/.claude"].read_only is True
+    assert mounts["/home/dev/.config/gh"].read_only is True
     assert mounts["/home/dev/cfg/.gemini"].read_only is True
-    assert "/home/dev/.claude.json" not in mounts
-    assert any("~/.claude.json does not exist" in n for n in spec.notices)
+    assert "/home/dev/.netrc" not in mounts
+    assert any("~/.netrc does not exist" in n for n in spec.notices)
 
 
-def test_credential_target_defaults_to_basename(host):
-    spec = spec_of(host, ssh="none", credentials=[{"source": "~/.claude"}])
-    assert "/home/dev/.claude" in {m.target for m in spec.mounts}
+def test_credential_target_defaults_to_basename(host, home):
+    (home / ".npmrc").write_text("")
+    spec = spec_of(host, ssh="none", credentials=[{"source": "~/.npmrc"}])
+    assert "/home/dev/.npmrc" in {m.target for m in spec.mounts}
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"source": "~/.claude"},
+        {"source": "~/.claude", "target": ".claude"},
+        {"source": "~/.claude", "target": ".claude/hooks"},
+        {"source": "~/.claude", "target": ".gemini/x"},
+    ],
+)
+def test_credentials_cannot_land_in_the_agents_state(host, item):
+    message = error_of(host, ssh="none", credentials=[item])
+    assert "credentials[0]" in message and "devenv keeps" in message and "own state" in message
+
+
+@pytest.mark.parametrize(
+    ("mount", "guarded"),
+    [
+        ({"source": "~/.claude", "target": "/data"}, ".claude"),
+        ({"source": "~/.gemini", "target": "/data"}, ".gemini"),
+        ({"source": "~/.claude.json", "target": "/data/c.json"}, ".claude.json"),
+        ({"source": "~/.claude/projects", "target": "/data"}, ".claude"),
+    ],
+)
+def test_host_agent_files_are_never_writable(host, home, mount, guarded):
+    for name in (".gemini", ".claude/projects"):
+        (home / name).mkdir(parents=True, exist_ok=True)
+    (home / ".claude.json").write_text("{}")
+    message = error_of(host, ssh="none", mounts=[dict(mount, read_only=False)])
+    assert "never writable" in message and guarded in message
+    # Read-only, elsewhere in the container, is the user's choice.
+    spec = spec_of(host, ssh="none", mounts=[mount])
+    assert any(m.target == mount["target"] and m.read_only for m in spec.mounts)
+
+
+def test_a_code_dir_holding_the_host_agent_files_or_devenv_state_is_refused(host, home):
+    (home / "dotfiles" / "claude").mkdir(parents=True)
+    (home / ".claude").rmdir()
+    (home / ".claude").symlink_to(home / "dotfiles" / "claude")
+    assert "never writable" in error_of(host, ssh="none", code_dir="~/dotfiles")
+    (home / ".local" / "share" / "devenv").mkdir(parents=True)
+    assert "devenv's own directory" in error_of(host, ssh="none", code_dir="~/.local")
 
 
 @pytest.mark.parametrize(
@@ -836,16 +917,117 @@ def test_ssh_auto_prefers_a_running_agent(home, agent_socket):
     assert all(m.target != "/home/dev/.ssh" for m in spec.mounts)
 
 
-def test_ssh_auto_falls_back_to_keys_then_none(host, home):
+def test_ssh_auto_without_an_agent_gives_nothing_even_with_keys(host, home):
     assert spec_of(host).ssh == "none"
     stale = Host(1000, 1000, "alice", str(home), 2, {"SSH_AUTH_SOCK": str(home / "gone")})
     assert build_spec({}, host=stale).ssh == "none"
     (home / ".ssh").mkdir()
+    (home / ".ssh" / "id_ed25519").write_text("private")
     spec = build_spec({}, host=stale)
-    assert spec.ssh == "keys"
-    keys = next(m for m in spec.mounts if m.target == "/home/dev/.ssh")
-    assert keys.read_only is True
+    assert spec.ssh == "none"
+    assert all(".ssh" not in m.source for m in spec.mounts)
     assert all(name != "SSH_AUTH_SOCK" for name, _ in spec.plain_env)
+
+
+def test_ssh_keys_only_when_asked_for(host, home):
+    (home / ".ssh").mkdir()
+    spec = spec_of(host, ssh="keys")
+    keys = next(m for m in spec.mounts if m.target == "/home/dev/.ssh")
+    assert keys.read_only is True and spec.ssh == "keys"
+
+
+def test_ssh_agent_brings_the_host_known_hosts_read_only(home, agent_socket):
+    alice = Host(1000, 1000, "alice", str(home), 2, {"SSH_AUTH_SOCK": str(agent_socket)})
+    assert all(m.target != "/run/devenv/known_hosts" for m in build_spec({}, host=alice).mounts)
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "known_hosts").write_text("host ssh-ed25519 AAAA\n")
+    (home / ".ssh" / "id_ed25519").write_text("private")
+    spec = build_spec({}, host=alice)
+    known = next(m for m in spec.mounts if m.target == "/run/devenv/known_hosts")
+    assert known.read_only and known.source == os.path.realpath(home / ".ssh" / "known_hosts")
+    # The keys themselves stay on the host.
+    assert all("id_ed25519" not in m.source and not m.source.endswith("/.ssh") for m in spec.mounts)
+
+
+DESKTOP_APP = "/Library/Containers/com.docker.docker"
+
+
+def _docker_context(home, name, endpoint):
+    import hashlib
+
+    meta = home / ".docker" / "contexts" / "meta" / hashlib.sha256(name.encode()).hexdigest()
+    meta.mkdir(parents=True)
+    endpoints = {"docker": {"Host": endpoint, "SkipTLSVerify": False}}
+    (meta / "meta.json").write_text(json.dumps({"Name": name, "Endpoints": endpoints}))
+    (home / ".docker" / "config.json").write_text(json.dumps({"currentContext": name}))
+
+
+@pytest.mark.parametrize(
+    ("platform", "context", "environ", "desktop"),
+    [
+        # Docker Desktop's own context, and its socket under ~/.docker/run.
+        ("darwin", ("desktop-linux", "unix://HOME/.docker/run/docker.sock"), {}, True),
+        ("darwin", ("mine", "unix://HOME/.docker/run/docker.sock"), {}, True),
+        ("darwin", None, {"DOCKER_HOST": "unix://HOME/.docker/run/docker.sock"}, True),
+        ("darwin", None, {"DOCKER_HOST": f"unix://HOME{DESKTOP_APP}/d.sock"}, True),
+        ("darwin", ("orbstack", "unix://HOME/.orbstack/run/docker.sock"), {}, True),
+        # Colima, a remote engine, no engine socket at all, and Linux.
+        ("darwin", ("colima", "unix://HOME/.colima/default/docker.sock"), {}, False),
+        ("darwin", None, {"DOCKER_HOST": "tcp://10.0.0.5:2376"}, False),
+        ("darwin", ("desktop-linux", "unix://x"), {"DOCKER_HOST": "unix:///run/o.sock"}, False),
+        ("darwin", None, {}, False),
+        ("linux", ("desktop-linux", "unix://HOME/.docker/desktop/docker.sock"), {}, False),
+    ],
+)  # fmt: skip
+def test_docker_desktop_is_detected(home, platform, context, environ, desktop):
+    if context:
+        _docker_context(home, context[0], context[1].replace("HOME", str(home)))
+    environ = {k: v.replace("HOME", str(home)) for k, v in environ.items()}
+    host = Host(501, 20, "alice", str(home), 2, environ, platform=platform)
+    assert rs.is_docker_desktop(host) is desktop
+
+
+def test_docker_desktop_socket_through_a_symlink(home, tmp_path):
+    """Docker Desktop links /var/run/docker.sock to its own socket."""
+    real = home / ".docker" / "run" / "docker.sock"
+    real.parent.mkdir(parents=True)
+    real.write_text("")
+    link = tmp_path / "docker.sock"
+    link.symlink_to(real)
+    host = Host(
+        501, 20, "alice", str(home), 2, {"DOCKER_HOST": f"unix://{link}"}, platform="darwin"
+    )
+    assert rs.is_docker_desktop(host)
+
+
+def test_on_docker_desktop_the_mac_agent_comes_through_its_forwarded_socket(home, agent_socket):
+    _docker_context(home, "desktop-linux", f"unix://{home}/.docker/run/docker.sock")
+    mac = Host(
+        501, 20, "alice", str(home), 2, {"SSH_AUTH_SOCK": str(agent_socket)}, platform="darwin"
+    )
+    spec = build_spec({}, host=mac)
+    agent = next(m for m in spec.mounts if m.target == "/run/devenv/ssh-agent.sock")
+    assert (spec.ssh, agent.source, agent.read_only) == (
+        "agent",
+        "/run/host-services/ssh-auth.sock",
+        True,
+    )
+    assert ("SSH_AUTH_SOCK", "/run/devenv/ssh-agent.sock") in spec.plain_env
+    # No agent on the Mac: auto forwards nothing; `agent` still uses Docker Desktop's.
+    idle = Host(501, 20, "alice", str(home), 2, {}, platform="darwin")
+    assert build_spec({}, host=idle).ssh == "none"
+    forced = build_spec({"ssh": "agent"}, host=idle)
+    assert "/run/host-services/ssh-auth.sock" in {m.source for m in forced.mounts}
+
+
+def test_a_mac_engine_that_cannot_reach_the_agent_gets_none_and_a_notice(home, agent_socket):
+    _docker_context(home, "colima", f"unix://{home}/.colima/default/docker.sock")
+    mac = Host(
+        501, 20, "alice", str(home), 2, {"SSH_AUTH_SOCK": str(agent_socket)}, platform="darwin"
+    )
+    spec = build_spec({}, host=mac)
+    assert spec.ssh == "none"
+    assert any("not Docker Desktop" in n for n in spec.notices)
 
 
 def test_ssh_explicit_modes_need_their_source(host, home):
@@ -1098,3 +1280,164 @@ def test_check_as_one_user_passes_paths_closed_to_them_as_notices(host_for, monk
 def test_module_is_stdlib_only():
     source = open(rs.__file__, encoding="utf-8").read()
     assert "ansible" not in source.split('"""', 2)[2].replace("ansible-playbook", "")
+
+
+# ---------------------------------------------------------------- the agents' state
+
+
+def _state(spec):
+    return {name: (path, target) for name, path, target, _source in spec.state}
+
+
+def test_agent_state_per_user_is_one_writable_directory_per_agent(host, home):
+    spec = spec_of(host, ssh="none")
+    data = os.path.realpath(home) + "/.local/share/devenv"
+    assert _state(spec) == {
+        "claude": (f"{data}/state/user/claude", "/home/dev/.claude"),
+        "gemini": (f"{data}/state/user/gemini", "/home/dev/.gemini"),
+    }
+    assert spec.data_dir == str(home) + "/.local/share/devenv"
+    assert ("CLAUDE_CONFIG_DIR", "/home/dev/.claude") in spec.plain_env
+    # The login comes from the host's own files, which are only read.
+    sources = {name: source for name, _p, _t, source in spec.state}
+    assert sources == {
+        "claude": os.path.realpath(home / ".claude"),
+        "gemini": str(home / ".gemini"),
+    }
+    assert not spec.ephemeral
+    assert (spec.host_uid, spec.host_gid, spec.host_home) == (1000, 1000, str(home))
+
+
+def test_agent_state_per_code_directory(host, home):
+    (home / "work").mkdir()
+    one = _state(spec_of(host, ssh="none", agent_state="code_dir"))["claude"][0]
+    two = _state(spec_of(host, ssh="none", agent_state="code_dir", code_dir="~/work"))["claude"][0]
+    again = _state(spec_of(host, ssh="none", agent_state="code_dir"))["claude"][0]
+    assert one == again != two
+    assert "/state/code/Coding-" in one and "/state/code/work-" in two
+    assert one.endswith("/claude")
+
+
+def test_agent_state_follows_xdg_data_home(home):
+    host = Host(1000, 1000, "alice", str(home), 2, {"XDG_DATA_HOME": str(home / "xdg")})
+    spec = build_spec({"ssh": "none"}, host=host)
+    assert _state(spec)["gemini"][0] == os.path.realpath(home) + "/xdg/devenv/state/user/gemini"
+
+
+def test_ephemeral_state_is_a_private_tmpfs_per_agent(host):
+    spec = spec_of(host, ssh="none", ephemeral=True, home_size="256m")
+    assert spec.ephemeral
+    assert _state(spec) == {
+        "claude": ("", "/home/dev/.claude"),
+        "gemini": ("", "/home/dev/.gemini"),
+    }
+    tmpfs = dict(spec.tmpfs)
+    for target in ("/home/dev/.claude", "/home/dev/.gemini"):
+        assert (
+            tmpfs[target]
+            == f"rw,nosuid,nodev,exec,size={256 * 1024**2},uid=1000,gid=1000,mode=0700"
+        )
+        assert all(m.target != target for m in spec.mounts)
+    assert ("CLAUDE_CONFIG_DIR", "/home/dev/.claude") in spec.plain_env
+
+
+def test_claude_nonessential_traffic_is_off_unless_allowed(host):
+    off = dict(spec_of(host, ssh="none").plain_env)
+    assert off["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    assert off["DISABLE_AUTOUPDATER"] == "1" and off["NO_BROWSER"] == "true"
+    on = dict(spec_of(host, ssh="none", claude_nonessential_traffic=True).plain_env)
+    assert "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC" not in on
+    assert on["DISABLE_AUTOUPDATER"] == "1"
+
+
+def test_agent_state_is_vetted_like_any_mount(home, tmp_path):
+    # devenv's directory moved onto a system directory, or onto the engine's socket.
+    etc = Host(1000, 1000, "alice", str(home), 2, {"XDG_DATA_HOME": "/etc"})
+    with pytest.raises(RunSpecError, match="system directory /etc"):
+        build_spec({"ssh": "none"}, host=etc)
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    (engine / "docker.sock").write_text("")
+    (home / ".local" / "share").mkdir(parents=True)
+    (home / ".local" / "share" / "devenv").symlink_to("/var/run")
+    with pytest.raises(RunSpecError, match=r"system directory|engine's socket"):
+        spec_of(Host(1000, 1000, "alice", str(home), 2, {}), ssh="none")
+
+
+def test_root_keeps_its_state_in_its_own_home(tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    root = Host(0, 0, "root", "/root", 2, {})
+    settings = {"ssh": "none", "run_as_root": True, "code_dir": str(code), "gitconfig": None}
+    spec = build_spec(settings, host=root)
+    assert (
+        _state(spec)["claude"][0]
+        == os.path.realpath("/root") + "/.local/share/devenv/state/user/claude"
+    )
+
+
+# ---------------------------------------------------------------- identity
+
+
+def test_the_user_exists_in_the_container(host, home):
+    spec = spec_of(host, ssh="none")
+    files = dict(spec.generated)
+    data = os.path.realpath(home) + "/.local/share/devenv/identity"
+    assert set(files) == {f"{data}/passwd", f"{data}/group"}
+    passwd = files[f"{data}/passwd"].splitlines()
+    assert "alice:x:1000:1000:alice:/home/dev:/bin/bash" in passwd
+    assert passwd[0].startswith("root:x:0:0:") and passwd[-1].startswith("nobody:x:65534:")
+    assert all(line.split(":")[1] == "x" for line in passwd)  # never a password hash
+    group = files[f"{data}/group"].splitlines()
+    assert any(line.endswith(":x:1000:") for line in group)
+    mounts = {m.target: m for m in spec.mounts}
+    assert mounts["/etc/passwd"].source == f"{data}/passwd" and mounts["/etc/passwd"].read_only
+    assert mounts["/etc/group"].source == f"{data}/group" and mounts["/etc/group"].read_only
+    assert ("USER", "alice") in spec.plain_env and ("LOGNAME", "alice") in spec.plain_env
+
+
+@pytest.mark.parametrize(
+    ("login", "uid", "name"),
+    [("alice", 1000, "alice"), ("a:b", 1000, "dev"), ("1234", 1234, "dev"), ("root", 1000, "dev"),
+     ("x" * 40, 1000, "dev"), ("root", 0, "root")],
+)  # fmt: skip
+def test_identity_names_are_safe(home, login, uid, name):
+    host = Host(uid, uid, login, str(home), 2, {})
+    settings = {"ssh": "none", "run_as_root": uid == 0}
+    passwd = dict(build_spec(settings, host=host).generated)
+    text = next(v for k, v in passwd.items() if k.endswith("passwd"))
+    assert f"{name}:x:{uid}:{uid}:{name}:/home/dev:/bin/bash\n" in text
+    assert text.count("\n") == (2 if uid == 0 else 3)
+
+
+def test_identity_files_go_where_the_caller_says(host, home, tmp_path):
+    settings = rs.parse([("t", rs.SYSTEM, {"ssh": "none"})])
+    spec = rs.resolve(settings, host, files_dir=str(tmp_path / "files"))
+    assert {p for p, _c in spec.generated} == {
+        str(tmp_path / "files/passwd"),
+        str(tmp_path / "files/group"),
+    }
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs another user's private home")
+def test_a_configuration_check_by_another_user_notes_what_it_cannot_see(tmp_path):
+    home = tmp_path / "bob"
+    (home / "Coding").mkdir(parents=True)
+    (home / ".gitconfig").write_text("")
+    home.chmod(0o700)
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from ansible_collections.kuatecno.devenv.plugins.module_utils import _runspec as rs;"
+        "h = rs.Host(1000, 1000, 'bob', sys.argv[2], 2, {});"
+        "print(rs.check_config({}, source='c', host_for=lambda login: h))"
+    )
+    root = str(Path(__file__).resolve().parents[2] / "collections")
+    tmp_path.chmod(0o755)
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+         sys.executable, "-c", probe, root, str(home)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "gitconfig: ~/.gitconfig cannot be looked at by this user" in done.stdout
+    assert "identity" not in done.stdout and "agent state" not in done.stdout  # devenv's own

@@ -144,7 +144,16 @@ def test_settings_mapping_passes_options_under_spec_names(tmp_path):
     assert spec.ssh == "none"  # the module's default: no SSH unless asked
     assert ("io.kuatecno.devenv.test", "1") in spec.labels
     assert set(spec.secret_names) == {"MODE", "API_KEY"}
-    assert {m.target for m in spec.mounts} == {"/app", "/data"}
+    assert {m.target for m in spec.mounts} == {"/app", "/data", "/etc/passwd", "/etc/group"}
+    # A module run leaves no agent state behind unless asked: a tmpfs per agent.
+    assert spec.ephemeral and ("/home/dev/.claude" in dict(spec.tmpfs))
+
+
+def test_the_module_can_keep_the_agents_state_like_the_launcher(tmp_path):
+    settings = sr.settings_from_params(_params(tmp_path, ephemeral=False, agent_state="code_dir"))
+    spec = _runspec.build_spec(settings, host=_host(tmp_path), module=True)
+    assert not spec.ephemeral
+    assert all("/state/code/" in path for _name, path, _target, _source in spec.state)
 
 
 def test_unset_options_leave_the_spec_defaults(tmp_path):
@@ -360,7 +369,8 @@ def test_planned_spec_holds_no_secret_value(tmp_path):
     view = sr.planned(spec)
     text = json.dumps(view)
     assert SECRET not in text and "x-env-value" not in text
-    assert view["body"]["Env"] == ["HOME=/home/dev", f"MODE={_engine.REDACTED}"]
+    assert view["body"]["Env"][0] == "HOME=/home/dev"
+    assert view["body"]["Env"][-1] == f"MODE={_engine.REDACTED}"
     assert view["secret_names"] == ["MODE", "API_KEY"]
     assert view["body"]["HostConfig"] == spec.engine_create_body()["HostConfig"]
 
@@ -711,3 +721,23 @@ def test_the_module_refuses_a_limit_above_the_host_s_memory(tmp_path, capsys, mo
     result = _run_module(args, capsys)
     assert result["failed"] is True and result["ran"] is False
     assert f"{option}: 4096g is more than this host's memory" in result["msg"]
+
+
+def test_generated_files_go_to_the_private_dir_the_engine_sees(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(_engine.Engine, "connect", lambda *a, **k: pytest.fail("no engine"))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    result = _run_module(
+        {
+            "image": "devenv-test/debian:13",
+            "command": ["true"],
+            "code_dir": str(tmp_path),
+            "user": "1000:1000",
+            "private_dir": str(shared),
+            "_ansible_check_mode": True,
+        },
+        capsys,
+    )
+    sources = {m["target"]: m["source"] for m in result["spec"]["mounts"]}
+    assert sources["/etc/passwd"].startswith(str(shared) + "/devenv-secure-run-")
+    assert list(shared.iterdir()) == []  # the private directory of the run is gone again

@@ -32,6 +32,17 @@ def _read_json(path: str) -> Any:
         return None
 
 
+def docker_context(environ: Mapping[str, str], home: str) -> Optional[str]:
+    """The docker CLI's current context (DOCKER_CONTEXT, else the config's); None: the
+    default engine."""
+    context = environ.get("DOCKER_CONTEXT")
+    if not context:
+        config_dir = environ.get("DOCKER_CONFIG") or os.path.join(home, ".docker")
+        config = _read_json(os.path.join(config_dir, "config.json"))
+        context = config.get("currentContext") if isinstance(config, dict) else None
+    return None if not context or context == "default" else context
+
+
 def engine_socket(environ: Mapping[str, str], home: str) -> Optional[str]:
     """The engine's unix socket when it can be talked to directly (the docker CLI's own
     order: DOCKER_HOST, DOCKER_CONTEXT, the config's current context), else None: then
@@ -40,11 +51,8 @@ def engine_socket(environ: Mapping[str, str], home: str) -> Optional[str]:
     if docker_host:
         return docker_host[len("unix://") :] if docker_host.startswith("unix://") else None
     config_dir = environ.get("DOCKER_CONFIG") or os.path.join(home, ".docker")
-    context = environ.get("DOCKER_CONTEXT")
-    if not context:
-        config = _read_json(os.path.join(config_dir, "config.json"))
-        context = config.get("currentContext") if isinstance(config, dict) else None
-    if not context or context == "default":
+    context = docker_context(environ, home)
+    if context is None:
         return DEFAULT_SOCKET
     import hashlib  # noqa: PLC0415 - only with a docker context (Docker Desktop)
 

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 
+from . import _agents
 from ._engineapi import engine_socket, request
 from ._runspec import (
     START_WAIT,
@@ -30,10 +31,21 @@ from ._runspec import (
     check_config,
     check_engine_info,
     expand_home,
+    pin_own,
     resolve,
     verify_pins,
 )
-from ._settings import FLAG, SETTINGS, SYSTEM, USER, RunSpecError, Settings, flag_names, parse
+from ._settings import (
+    FLAG,
+    SETTINGS,
+    SYSTEM,
+    USER,
+    RunSpecError,
+    Settings,
+    flag_names,
+    is_switch,
+    parse,
+)
 from ._settings import MANAGED_LABEL as MANAGED_LABEL_KEY
 
 TYPE_CHECKING = False
@@ -47,6 +59,7 @@ if TYPE_CHECKING:  # annotations only; typing costs start-up time
 LAUNCHER_FILES = (
     "__init__.py",
     "_settings.py",
+    "_agents.py",
     "_runspec.py",
     "_engineapi.py",
     "_network.py",
@@ -86,16 +99,20 @@ def _wrap(words: list[str], first: str, width: int = 88) -> str:
     return "\n".join([*lines, line])
 
 
+def _flag_words(setting: Any) -> str:
+    return setting.flag if is_switch(setting) else f"{setting.flag} {setting.metavar}"
+
+
 def _run_options() -> list[tuple[str, str]]:
     """`devenv run`'s options: its switches, then the settings table's flags."""
     rows = list(_RUN_SWITCHES)
-    rows += [(f"{s.flag} {s.metavar}", f"{s.doc} (setting {s.name})") for s in SETTINGS if s.flag]
+    rows += [(_flag_words(s), f"{s.doc} (setting {s.name})") for s in SETTINGS if s.flag]
     return rows
 
 
 def _run_usage() -> str:
     words = [f"[{name}]" for name, _doc in _RUN_SWITCHES]
-    words += [f"[{s.flag} {s.metavar}]" for s in SETTINGS if s.flag]
+    words += [f"[{_flag_words(s)}]" for s in SETTINGS if s.flag]
     return _wrap([*words, "[--]", "[COMMAND...]"], "usage: devenv run")
 
 
@@ -118,6 +135,27 @@ _COMMANDS = (
         "Options stop at -- or at the first word that is not an option.",
         _run_options,
         "command",
+    ),
+    (
+        "login",
+        "log an agent in, with its own login flow (no browser needed)",
+        "login claude|gemini [RUN OPTIONS]",
+        "Run the agent's own login flow in a container: it prints a URL and asks for the\n"
+        "code shown after signing in. The login is kept in devenv's agent state, never in\n"
+        "the host's own ~/.claude or ~/.gemini. Needs a terminal.",
+        _run_options,
+        ("claude", "gemini"),
+    ),
+    (
+        "state",
+        "where the agents' state lives and its size; reset it",
+        "state [reset [AGENT]] [--yes] [RUN OPTIONS]",
+        "Show where the agents' state (login, settings, sessions) lives and its size, for\n"
+        "the settings a run would use; `state reset [AGENT]` deletes it after asking (the\n"
+        "next run starts afresh and imports the host's login again). The host's own\n"
+        "~/.claude, ~/.claude.json and ~/.gemini are never touched.",
+        lambda: [("--yes", "reset without asking"), *_run_options()],
+        ("reset",),
     ),
     (
         "config",
@@ -239,8 +277,9 @@ def _err(message: str) -> None:
 def parse_run_args(args: list[str]) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """Options, flag settings, command. Options stop at `--` or the first non-option."""
     options = {"dry_run": False, "no_secrets": False, "help": False}
-    flags: dict[str, str] = {}
+    flags: dict[str, Any] = {}
     run_flags = flag_names()
+    switches = {s.flag for s in SETTINGS if is_switch(s)}
     index = 0
     while index < len(args):
         arg = args[index]
@@ -252,6 +291,10 @@ def parse_run_args(args: list[str]) -> tuple[dict[str, Any], dict[str, str], lis
         name, has_value, value = arg.partition("=")
         if name in ("--dry-run", "--no-secrets", "-h", "--help") and not has_value:
             options[{"-h": "help", "--help": "help"}.get(name, name[2:].replace("-", "_"))] = True
+        elif name in switches:
+            if has_value:
+                raise UsageError(f"{name} takes no value")
+            flags[run_flags[name]] = True
         elif name in run_flags:
             if not has_value:
                 index += 1
@@ -700,19 +743,51 @@ def cmd_run(args: list[str]) -> int:
         return 0
     if command:
         flags = dict(flags, command=command)
+    return _run(options, flags)
+
+
+def _prepare(spec: RunSpec, host: Host, login: Optional[str] = None) -> RunSpec:
+    """The host side of a run: the agents' state directories (their logins imported
+    from the host's files on first use) and the container's passwd and group; for an
+    ephemeral run, the host's logins to seed its tmpfs state through the start channel
+    (never written on the host). Returns the run with its seed files."""
+    try:
+        notices = _agents.prepare(spec, login)
+        seeds = _agents.seed_files(spec)
+        # Through sudo: devenv's own sources, created just now, pinned like the others.
+        spec = pin_own(spec, host)
+    except OSError as exc:
+        raise LaunchError(
+            f"the agents' state under {spec.data_dir} could not be prepared ({exc}). "
+            "Nothing was started."
+        ) from None
+    for notice in notices:
+        _err(f"note: {notice}")
+    return spec.replace(seed_files=seeds) if seeds else spec
+
+
+def _run(options: dict[str, Any], flags: dict[str, Any], login: Optional[str] = None) -> int:
     host = Host.current()
     user_env, engine_env, engine_home = _sides(host)
     settings = default_workdir(load_settings(flags, host, user_env), host)
     # 1. Everything validated before anything is fetched or started: one RunSpec.
     spec = resolve(settings, host)
+    if login and spec.ephemeral:
+        raise LaunchError(
+            "login keeps the agent's login in devenv's state, which an ephemeral run "
+            "discards: run it without --ephemeral (and without ephemeral: true)",
+            EXIT_USAGE,
+        )
     _report(spec)
-    # 2. Engine and image (and the egress proxy), before any secret is fetched.
+    # 2. Engine and image (and the egress proxy), before any secret is fetched; then the
+    # host side of the run.
     image_id = ""
     proxy_engine = None
     if not options["dry_run"]:
         image_id = check_engine(spec, engine_env, engine_home)
         if spec.proxy is not None:
             proxy_engine = ensure_proxy(spec, engine_env, engine_home)
+        spec = _prepare(spec, host, login)
     # 3. Secrets, attached to the same spec.
     if settings["secrets"] and not options["no_secrets"]:
         spec = spec.with_secrets(_fetch_secrets(settings["secrets"], host))
@@ -807,6 +882,161 @@ def _fetch_secrets(config: Mapping[str, Any], host: Host) -> dict[str, str]:
             "ended and nothing was started",
             128 + exc.signum,
         ) from None
+
+
+def cmd_login(args: list[str]) -> int:
+    """`devenv login AGENT [RUN OPTIONS]`: the agent's own login flow, in a run."""
+    if any(a in ("-h", "--help") for a in args):  # login takes no command to hold one
+        sys.stdout.write(command_help("login"))
+        return 0
+    names = ", ".join(a.name for a in _agents.AGENTS)
+    if not args or args[0] not in _agents.BY_NAME:
+        raise UsageError(f"login needs the agent to log in: {names}")
+    agent = _agents.BY_NAME[args[0]]
+    options, flags, command = parse_run_args(args[1:])
+    if command:
+        raise UsageError("login runs the agent's own login flow; it takes no command")
+    if not options["dry_run"] and not (os.isatty(0) and os.isatty(1)):
+        raise LaunchError(
+            f"login is a conversation with {agent.title} (it shows a URL and asks for a "
+            "code): run it in a terminal",
+            EXIT_USAGE,
+        )
+    flags = dict(flags, command=list(agent.login_command))
+    return _run(options, flags, login=agent.name)
+
+
+def _state_args(args: list[str]) -> tuple:
+    """`state [reset [AGENT]] [--yes] [RUN OPTIONS]` -> (reset, agents, yes, flags)."""
+    yes = any(a in ("--yes", "-y") for a in args)
+    args = [a for a in args if a not in ("--yes", "-y")]
+    reset = bool(args) and args[0] == "reset"
+    if reset:
+        args = args[1:]
+    agents = list(_agents.AGENTS)
+    if reset and args and not args[0].startswith("-"):
+        if args[0] not in _agents.BY_NAME:
+            known = ", ".join(a.name for a in _agents.AGENTS)
+            raise UsageError(f"state reset: no agent {args[0]!r} (known: {known})")
+        agents = [_agents.BY_NAME[args[0]]]
+        args = args[1:]
+    options, flags, command = parse_run_args(args)
+    if command or options["dry_run"] or options["no_secrets"]:
+        raise UsageError("state takes `reset [AGENT]`, --yes and the run's setting options")
+    return reset, agents, yes, flags
+
+
+def _state_size(host: Host, path: str) -> str:
+    """The size of a state directory, measured as its owner; "" when there is none."""
+    size = _agents.as_user(host.uid, host.gid, _agents.tree_size, path)
+    return _agents.format_size(size) if size is not None else ""
+
+
+def cmd_state(args: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in args):  # state takes no command to hold one
+        sys.stdout.write(command_help("state"))
+        return 0
+    reset, agents, yes, flags = _state_args(args)
+    host = Host.current()
+    user_env, engine_env, engine_home = _sides(host)
+    settings = default_workdir(load_settings(flags, host, user_env), host)
+    spec = resolve(settings.replace("ephemeral", False, settings.source("ephemeral")), host)
+    state = {name: path for name, path, _target, _source in spec.state}
+    if not reset:
+        return _show_state(settings, spec, host, agents, state)
+    sizes = {a.name: _state_size(host, state[a.name]) for a in agents}
+    targets = [(a, state[a.name], sizes[a.name]) for a in agents if sizes[a.name]]
+    if not targets:
+        sys.stdout.write("nothing to reset: no agent state there yet\n")
+        return 0
+    busy = _containers_using([path for _a, path, _s in targets], engine_env, engine_home)
+    if busy:
+        raise LaunchError(
+            f"{len(busy)} running devenv container(s) use this state ({', '.join(busy)}); "
+            "end them first"
+        )
+    for agent, path, size in targets:
+        if yes or _confirmed(
+            f"Delete {agent.title}'s state in {path} ({size}): its login, settings and "
+            "sessions? [y/N] "
+        ):
+            _reset_state(host, agent, path)
+    return 0
+
+
+def _show_state(settings: Settings, spec: RunSpec, host: Host, agents: list, state: dict) -> int:
+    out = sys.stdout
+    mode = settings["agent_state"]
+    where = "one for all your runs"
+    if mode == "code_dir":
+        where = "one for " + os.path.realpath(expand_home(settings["code_dir"], host.home))
+    out.write(f"agent state ({mode}: {where}); the host's own agent files are never changed\n")
+    for agent in agents:
+        path = state[agent.name]
+        out.write(f"  {agent.name:<7} {path}  {_state_size(host, path) or 'not created yet'}\n")
+    root = os.path.join(spec.data_dir, "state")
+    total = _state_size(host, root)
+    if total:
+        out.write(f"all agent state: {root}  {total}\n")
+    if settings["ephemeral"]:
+        out.write("ephemeral is set: runs use a private tmpfs instead, discarded at exit\n")
+    return 0
+
+
+def _confirmed(question: str) -> bool:
+    """A yes from the terminal; without one, refused (state reset says --yes)."""
+    if not os.isatty(0):
+        raise LaunchError(
+            "state reset asks before deleting; answer in a terminal or add --yes", EXIT_USAGE
+        )
+    sys.stdout.write(question)
+    sys.stdout.flush()
+    if sys.stdin.readline().strip().lower() in ("y", "yes"):
+        return True
+    sys.stdout.write("kept\n")
+    return False
+
+
+def _reset_state(host: Host, agent: Any, path: str) -> None:
+    try:
+        _agents.as_user(host.uid, host.gid, _agents.remove_tree, path)
+    except OSError as exc:
+        raise LaunchError(f"state reset: {path} could not be deleted ({exc})") from None
+    sys.stdout.write(
+        f"deleted {path}; the next run starts {agent.title} afresh (and imports the "
+        "host's login again, if it has one)\n"
+    )
+
+
+def _containers_using(paths: list[str], environ: Mapping[str, str], home: str) -> list[str]:
+    """Names of running containers with one of `paths` mounted (asked of the engine;
+    an engine that does not answer has none running that could be checked)."""
+    filters = json.dumps({"volume": paths, "label": ["io.kuatecno.devenv.managed=true"]})
+    sock = engine_socket(environ, home)
+    if sock is not None:
+        from urllib.parse import quote  # noqa: PLC0415 - only for `state reset`
+
+        try:
+            status, body = request(sock, "GET", f"/containers/json?filters={quote(filters)}")
+        except OSError:
+            return []
+        try:
+            found = json.loads(body) if status == 200 else []
+        except ValueError:
+            return []
+        return [(c.get("Names") or ["?"])[0].lstrip("/") for c in found if isinstance(c, dict)]
+    argv = [
+        "docker",
+        "ps",
+        "--format",
+        "{{.Names}}",
+        "--filter",
+        "label=io.kuatecno.devenv.managed=true",
+    ]
+    for path in paths:
+        argv += ["--filter", f"volume={path}"]
+    code, text = _cli(argv, environ)
+    return text.split() if code == 0 else []
 
 
 def cmd_config(args: list[str]) -> int:

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 
 from . import _network
+from ._agents import AGENTS, EffectiveUser, data_dir, host_dir, host_paths, state_dir
+from ._engineapi import docker_context, engine_socket
 from ._settings import (
     CODE_TARGET,
     MANAGED_LABEL,
@@ -59,6 +62,7 @@ __all__ = [
     "check_config",
     "format_memory",
     "parse_memory",
+    "pin_own",
     "resolve",
     "validate_env",
 ]
@@ -67,6 +71,18 @@ TEST_LABEL = "io.kuatecno.devenv.test"
 # Whose container it is (the invoking user's uid): `devenv ps` and `stop` go by it.
 OWNER_LABEL = OWNER_LABEL_KEY
 SSH_AGENT_TARGET = "/run/devenv/ssh-agent.sock"
+# The host's known hosts, trusted in the container next to ~/.ssh/known_hosts (the
+# image's ssh_config names both), so host keys are checked as on the host.
+KNOWN_HOSTS_TARGET = "/run/devenv/known_hosts"
+# Docker Desktop (and OrbStack) forward the Mac's SSH agent to this socket in their VM;
+# the Mac's own socket cannot be mounted into a container there.
+DESKTOP_SSH_SOCK = "/run/host-services/ssh-auth.sock"
+# Where the engine's socket lives when it is Docker Desktop's or OrbStack's (on a Mac).
+DESKTOP_SOCKET_PARTS = ("/.docker/run/", "/Library/Containers/com.docker.docker/", "/.orbstack/")
+DESKTOP_CONTEXTS = ("desktop-linux", "orbstack")
+PASSWD_TARGET = "/etc/passwd"  # noqa: S105 - a path, not a password
+GROUP_TARGET = "/etc/group"
+LOGIN_SHELL = "/bin/bash"
 
 # Host paths that must never be a mount source, nor contain one, nor be inside one.
 SYSTEM_DIRS = (
@@ -234,11 +250,22 @@ class Host(_Record):
     """Facts about the invoking side: uid, gid, login, home, cpu_count, environ, memory
     (bytes; 0: unknown, no ceiling), and `sudo`: the launcher runs as root through the
     administrator's sudo rule for this user, so it reads the user's side as the user
-    (identity()) and pins what it vetted (see RunSpec.pins)."""
+    (identity()) and pins what it vetted (see RunSpec.pins); `platform` is sys.platform
+    (linux, darwin)."""
 
-    __slots__ = ("cpu_count", "environ", "gid", "home", "login", "memory", "sudo", "uid")
-    _fields = ("uid", "gid", "login", "home", "cpu_count", "environ", "memory", "sudo")
-    _defaults: ClassVar[dict] = {"memory": 0, "sudo": False}
+    __slots__ = (
+        "cpu_count",
+        "environ",
+        "gid",
+        "home",
+        "login",
+        "memory",
+        "platform",
+        "sudo",
+        "uid",
+    )
+    _fields = ("uid", "gid", "login", "home", "cpu_count", "environ", "memory", "sudo", "platform")
+    _defaults: ClassVar[dict] = {"memory": 0, "sudo": False, "platform": sys.platform}
 
     @classmethod
     def current(cls) -> Host:
@@ -253,7 +280,14 @@ class Host(_Record):
         except KeyError:
             login, home = str(uid), os.environ.get("HOME", "/")
         return cls(
-            uid, os.getgid(), login, home, _usable_cpus(), dict(os.environ), _physical_memory()
+            uid,
+            os.getgid(),
+            login,
+            home,
+            _usable_cpus(),
+            dict(os.environ),
+            _physical_memory(),
+            platform=sys.platform,
         )
 
     @classmethod
@@ -285,10 +319,10 @@ class Host(_Record):
             True,
         )
 
-    def identity(self) -> _Identity:
+    def identity(self) -> EffectiveUser:
         """`with host.identity():` acts as the invoking user (effective ids and groups)
         when the launcher runs as root through sudo; otherwise it changes nothing."""
-        return _Identity(self)
+        return _identity_of(self)
 
     @classmethod
     def for_login(cls, login: Optional[str]) -> Host:
@@ -307,29 +341,12 @@ class Host(_Record):
         )
 
 
-class _Identity:
-    """Switches the effective uid, gid and groups to the host's user and back."""
-
-    def __init__(self, host: Host) -> None:
-        self.host = host
-        self.saved: Optional[list] = None
-
-    def __enter__(self) -> None:
-        host = self.host
-        if not host.sudo or self.saved is not None:
-            return
-        self.saved = os.getgroups()
-        os.setgroups(os.getgrouplist(host.login, host.gid))
-        os.setegid(host.gid)
-        os.seteuid(host.uid)
-
-    def __exit__(self, *_exc: Any) -> None:
-        if self.saved is None:
-            return
-        os.seteuid(0)
-        os.setegid(0)
-        os.setgroups(self.saved)
-        self.saved = None
+def _identity_of(host: Host) -> EffectiveUser:
+    """Switches the effective uid, gid and groups to the host's user and back, when the
+    launcher runs as root through sudo."""
+    return EffectiveUser(
+        host.uid, host.gid, lambda: os.getgrouplist(host.login, host.gid), active=host.sudo
+    )
 
 
 def _pin(path: str, field_name: str) -> tuple:
@@ -411,11 +428,16 @@ class RunSpec(_Record):
 
     __slots__ = (
         "command",
+        "data_dir",
         "dns_options",
         "env",
         "gated",
+        "generated",
         "gid",
         "home",
+        "host_gid",
+        "host_home",
+        "host_uid",
         "image",
         "labels",
         "memory",
@@ -435,6 +457,7 @@ class RunSpec(_Record):
         "secrets",
         "seed_files",
         "ssh",
+        "state",
         "tmpfs",
         "uid",
         "warnings",
@@ -459,6 +482,17 @@ class RunSpec(_Record):
         "labels",
         "name",
         "ssh",
+        # The agents' state: (agent, host directory or "" for a tmpfs, container path,
+        # the host's own agent directory its login is imported from).
+        "state",
+        # Files devenv writes on the host before the start and mounts read-only:
+        # (host path, content); not secret (the container's passwd and group).
+        "generated",
+        # The owner of the state and of the generated files, and devenv's directory.
+        "host_uid",
+        "host_gid",
+        "host_home",
+        "data_dir",
         # The engine's network mode ("default": Docker's bridge, "none", or the internal
         # network of `proxy`), the policy it comes from, and the resolver's options.
         "network",
@@ -480,6 +514,12 @@ class RunSpec(_Record):
         "secrets",
     )
     _defaults: ClassVar[dict] = {
+        "state": (),
+        "generated": (),
+        "host_uid": -1,
+        "host_gid": -1,
+        "host_home": "",
+        "data_dir": "",
         "network": "default",
         "network_policy": "open",
         "proxy": None,
@@ -506,6 +546,10 @@ class RunSpec(_Record):
     @property
     def cpus(self) -> float:
         return self.nano_cpus / 1e9
+
+    @property
+    def ephemeral(self) -> bool:
+        return any(not host for _name, host, _target, _source in self.state)
 
     def secret_env(self) -> dict:
         """Name -> value of the configured variables, passed by name on the docker CLI's
@@ -663,6 +707,10 @@ class RunSpec(_Record):
             "labels": dict(self.labels),
             "name": self.name,
             "ssh": self.ssh,
+            "agent_state": [
+                {"agent": name, "source": host or "tmpfs", "target": target}
+                for name, host, target, _source in self.state
+            ],
             "network": self.network_policy,
             "network_mode": self.network,
             "proxy": self.proxy.describe() if self.proxy else None,
@@ -766,6 +814,22 @@ def expand_home(path: str, home: str) -> str:
     return home + path[1:] if path == "~" or path.startswith("~/") else path
 
 
+def is_docker_desktop(host: Host) -> bool:
+    """Is the engine Docker Desktop's (or OrbStack's, which forwards the agent the same
+    way) on a Mac? Told by the socket the docker CLI would use (after symlinks: Docker
+    Desktop links /var/run/docker.sock to its own) or by the context's name."""
+    if host.platform != "darwin":
+        return False
+    if not host.environ.get("DOCKER_HOST"):  # DOCKER_HOST wins over any context
+        if docker_context(host.environ, host.home) in DESKTOP_CONTEXTS:
+            return True
+    sock = engine_socket(host.environ, host.home)
+    if sock is None:
+        return False
+    real = os.path.realpath(sock)
+    return any(part in real for part in DESKTOP_SOCKET_PARTS)
+
+
 def _engine_sockets(environ: Mapping[str, str]) -> list:
     sockets = list(ENGINE_SOCKETS)
     docker_host = environ.get("DOCKER_HOST", "")
@@ -795,9 +859,10 @@ class _Sources:
         return self._sockets
 
     def _refuse_engine_and_system(
-        self, raw: str, real: str, written: str, field_name: str, kind: str
+        self, raw: str, real: str, written: str, field_name: str, kind: str, *, system: bool
     ) -> None:
-        """The engine's socket, and system directories (as written and as resolved)."""
+        """The engine's socket, and (unless `system` is false) system directories, as
+        written and as resolved."""
         host = self.host
         sockets = self.sockets()
         if (
@@ -810,14 +875,14 @@ class _Sources:
                 "which would give the container root on the host"
             )
         # Both the path as written and its target: on macOS /etc resolves to /private/etc.
-        for system in SYSTEM_DIRS:
-            if any(is_within(p, system) or is_within(system, p) for p in (real, written)):
+        for directory in SYSTEM_DIRS if system else ():
+            if any(is_within(p, directory) or is_within(directory, p) for p in (real, written)):
                 # An SSH agent socket commonly lives in the user's own /run/user/<uid>/.
                 if kind == "socket" and is_within(real, f"/run/user/{host.uid}"):
                     continue
                 raise RunSpecError(
-                    f"{field_name}: {raw!r} is, or contains, the system directory {system}; "
-                    "it cannot be mounted"
+                    f"{field_name}: {raw!r} is, or contains, the system directory "
+                    f"{directory}; it cannot be mounted"
                 )
 
     def vet(
@@ -828,10 +893,14 @@ class _Sources:
         kind: str = "any",
         required: bool = True,
         write: bool = False,
+        own: bool = False,
     ) -> Optional[str]:
         """Resolve and vet a host path. Returns its real path, or None if it is missing
         and not required. kind: any (file or directory), dir, socket; `write`: the
-        container may write it."""
+        container may write it. `own`: a directory devenv creates itself (the agents'
+        state): it may be missing (its real path is returned all the same; pinned once
+        created, see pin_own()), and inside the user's own home it is the user's, even
+        where that home is a system directory (root's)."""
         host = self.host
         if not isinstance(raw, str) or not raw:
             raise RunSpecError(f"{field_name}: expected a host path")
@@ -843,37 +912,17 @@ class _Sources:
         real = os.path.realpath(path)
         written = os.path.normpath(path)
         check_chars(real, field_name)
-        if real == "/" or is_within(os.path.realpath(host.home), real):
+        home_real = os.path.realpath(host.home)
+        if real == "/" or is_within(home_real, real):
             raise RunSpecError(
                 f"{field_name}: {raw!r} is the filesystem root or the whole home directory "
                 "(or above it); mount a specific subdirectory instead"
             )
-        self._refuse_engine_and_system(raw, real, written, field_name, kind)
-        try:
-            mode = os.stat(real).st_mode
-        except FileNotFoundError:
-            if required and not self.check:
-                raise RunSpecError(
-                    f"{field_name}: {raw!r} does not exist; create it or fix the configuration"
-                ) from None
-            if required:
-                self.notices.append(f"{field_name}: {raw} does not exist yet")
-            return None
-        except PermissionError as exc:
-            if self.check:
-                # Checking the administrator's file as one user: another user's files may
-                # be closed to them; that user's own run checks them.
-                self.notices.append(
-                    f"{field_name}: {raw} cannot be looked at by this user ({exc.strerror}); "
-                    "checked when its owner runs devenv"
-                )
-                return None
-            raise RunSpecError(f"{field_name}: {raw!r} cannot be read ({exc.strerror})") from None
-        except OSError as exc:
-            if self.check:  # a check run by another user than the path's owner
-                self.notices.append(f"{field_name}: {raw} cannot be checked ({exc.strerror})")
-                return None
-            raise RunSpecError(f"{field_name}: {raw!r} cannot be read ({exc.strerror})") from None
+        mine = own and home_real != "/" and is_within(real, home_real)
+        self._refuse_engine_and_system(raw, real, written, field_name, kind, system=not mine)
+        mode = self._mode(raw, real, field_name, required=required and not own, quiet=own)
+        if mode is None:
+            return real if own else None
         expected = {
             "dir": (stat.S_ISDIR(mode), "a directory"),
             "socket": (stat.S_ISSOCK(mode), "a socket"),
@@ -885,6 +934,33 @@ class _Sources:
             self._user_may_open(raw, real, field_name, mode, write or kind == "socket")
             self.pins[real] = _pin(real, field_name)
         return real
+
+    def _mode(
+        self, raw: str, real: str, field_name: str, *, required: bool, quiet: bool = False
+    ) -> Any:
+        """The file mode of `real`, or None when it is missing and not required or, in a
+        configuration check, out of the checking user's sight (noted unless `quiet`)."""
+        try:
+            return os.stat(real).st_mode
+        except FileNotFoundError:
+            if required and not self.check:
+                raise RunSpecError(
+                    f"{field_name}: {raw!r} does not exist; create it or fix the configuration"
+                ) from None
+            if required:
+                self.notices.append(f"{field_name}: {raw} does not exist yet")
+            return None
+        except OSError as exc:
+            if self.check:
+                # Checking the administrator's file as one user: another user's files may
+                # be closed to them; that user's own run checks them.
+                if not quiet:
+                    self.notices.append(
+                        f"{field_name}: {raw} cannot be looked at by this user "
+                        f"({exc.strerror}); checked when its owner runs devenv"
+                    )
+                return None
+            raise RunSpecError(f"{field_name}: {raw!r} cannot be read ({exc.strerror})") from None
 
     @staticmethod
     def _user_may_open(raw: str, real: str, field_name: str, mode: int, write: bool) -> None:
@@ -1020,42 +1096,128 @@ def _image_allowed(settings: Settings) -> str:
     return image
 
 
-def _ssh(settings: Settings, sources: _Sources, home: str) -> tuple:
-    """The effective SSH mode, its mounts and its fixed env."""
+def _ssh(settings: Settings, sources: _Sources) -> tuple:
+    """The effective SSH mode, its mounts, its fixed env and notices. `auto` forwards the
+    agent when one runs and gives nothing otherwise; keys only when asked for."""
     host = sources.host
     ssh = settings["ssh"]
+    notices = []
     agent_sock = host.environ.get("SSH_AUTH_SOCK", "")
-    ssh_dir = os.path.join(host.home, ".ssh")
+    running = bool(agent_sock) and _is_socket(agent_sock)
+    desktop = ssh in ("auto", "agent") and is_docker_desktop(host)
     if ssh == "auto":
-        if agent_sock and _is_socket(agent_sock):
+        if running and (host.platform != "darwin" or desktop):
             ssh = "agent"
-        elif os.path.isdir(ssh_dir):
-            ssh = "keys"
         else:
+            if running:
+                notices.append(
+                    "ssh: an SSH agent runs, but this engine is not Docker Desktop or "
+                    "OrbStack, whose VM cannot reach the Mac's sockets; it is not forwarded "
+                    "(set ssh: agent to try, or none to silence this)"
+                )
             ssh = "none"
     if ssh == "agent":
-        if not agent_sock:
+        if desktop:
+            # A path in the engine's VM, where Docker Desktop forwards the Mac's agent.
+            mounts = [Mount(DESKTOP_SSH_SOCK, SSH_AGENT_TARGET)]
+        elif not agent_sock:
             if sources.check:  # a configuration check has no agent to look at
-                return ssh, [], []
+                return ssh, [], [], notices
             raise RunSpecError("ssh: agent requested but SSH_AUTH_SOCK is not set")
-        real = sources.vet(agent_sock, "ssh (SSH_AUTH_SOCK)", kind="socket", write=True)
-        if real is None:
-            return ssh, [], []
-        return ssh, [Mount(real, SSH_AGENT_TARGET)], [("SSH_AUTH_SOCK", SSH_AGENT_TARGET)]
+        else:
+            real = sources.vet(agent_sock, "ssh (SSH_AUTH_SOCK)", kind="socket", write=True)
+            if real is None:
+                return ssh, [], [], notices
+            mounts = [Mount(real, SSH_AGENT_TARGET)]
+        known = sources.vet(
+            os.path.join(host.home, ".ssh", "known_hosts"),
+            "ssh (~/.ssh/known_hosts)",
+            required=False,
+        )
+        if known:
+            mounts.append(Mount(known, KNOWN_HOSTS_TARGET))
+        return ssh, mounts, [("SSH_AUTH_SOCK", SSH_AGENT_TARGET)], notices
     if ssh == "keys":
-        real = sources.vet(ssh_dir, "ssh (~/.ssh)", kind="dir")
-        return ssh, ([Mount(real, home + "/.ssh")] if real else []), []
-    return ssh, [], []
+        real = sources.vet(os.path.join(host.home, ".ssh"), "ssh (~/.ssh)", kind="dir")
+        return (
+            ssh,
+            ([Mount(real, settings["container_home"] + "/.ssh")] if real else []),
+            [],
+            notices,
+        )
+    return ssh, [], [], notices
+
+
+def _state(
+    settings: Settings, sources: _Sources, home: str, *, code: str, data: str, uid_gid: tuple
+) -> tuple:
+    """The agents' state: entries of RunSpec.state, their bind mounts and tmpfs, env."""
+    host = sources.host
+    entries, mounts, tmpfs, env = [], [], [], []
+    where = None
+    if not settings["ephemeral"]:
+        where = state_dir(data, settings["agent_state"], code)
+    for agent in AGENTS:
+        target = home + "/" + agent.target
+        source = os.path.realpath(host_dir(agent, host.home, host.environ))
+        if where is None:
+            tmpfs.append((target, _tmpfs_options(settings["home_size"], uid_gid, True)))
+            entries.append((agent.name, "", target, source))
+        else:
+            path = sources.vet(
+                os.path.join(where, agent.name), "agent state", kind="dir", write=True, own=True
+            )
+            mounts.append(Mount(path, target, False))
+            entries.append((agent.name, path, target, source))
+        if agent.config_env:
+            env.append((agent.config_env, target))
+    return entries, mounts, tmpfs, env
+
+
+def _tmpfs_options(size: int, uid_gid: tuple, private: bool) -> str:
+    # exec: agents install tools in HOME; noexec would only break tools, not add a barrier.
+    owner = ",uid={},gid={},mode=0700".format(*uid_gid) if private else ""
+    return f"rw,nosuid,nodev,exec,size={size}{owner}"
+
+
+def _protect(named: list, host: Host, data: str, state_targets: dict) -> None:
+    """No writable mount is, holds or lies inside the host's own agent files, or holds
+    devenv's own directory; no mount lands inside an agent's state."""
+    guarded = [os.path.realpath(p) for p in host_paths(host.home, host.environ)]
+    data_real = os.path.realpath(data) if data else ""
+    for field, mount in named:
+        for target, title in state_targets.items():
+            if is_within(mount.target, target):
+                raise RunSpecError(
+                    f"{field}: {mount.target} is where devenv keeps {title}'s own state "
+                    "(writable, apart from the host's files, which are imported on first "
+                    "use); remove this entry"
+                )
+        if mount.read_only:
+            continue
+        for path in guarded:
+            if is_within(mount.source, path) or is_within(path, mount.source):
+                raise RunSpecError(
+                    f"{field}: {mount.source} is or holds the host's own agent files "
+                    f"({path}), which are never writable from a container; mount it "
+                    "read-only or choose another directory"
+                )
+        if data_real and is_within(data_real, mount.source):
+            raise RunSpecError(
+                f"{field}: {mount.source} holds devenv's own directory {data} (the agents' "
+                "state of every run); choose a directory inside it or elsewhere"
+            )
 
 
 def _mounts(settings: Settings, sources: _Sources, home: str) -> tuple:
-    """All bind mounts (code, SSH, credentials, gitconfig, extra), the SSH mode and env,
-    and notices."""
-    notices = []
+    """The configured bind mounts (code, SSH, credentials, gitconfig, extra) as (field,
+    Mount) pairs, the SSH mode and env, and notices."""
+    named = []
     code = sources.vet(settings["code_dir"], "code_dir", kind="dir", write=True)
-    mounts = [Mount(code, CODE_TARGET, False)] if code else []
-    ssh, ssh_mounts, ssh_env = _ssh(settings, sources, home)
-    mounts += ssh_mounts
+    if code:
+        named.append(("code_dir", Mount(code, CODE_TARGET, False)))
+    ssh, ssh_mounts, ssh_env, notices = _ssh(settings, sources)
+    named += [("ssh", m) for m in ssh_mounts]
     for index, (source, relative, required) in enumerate(settings["credentials"]):
         where = f"credentials[{index}]"
         target = relative_target(relative, where + ".target", home)
@@ -1064,16 +1226,48 @@ def _mounts(settings: Settings, sources: _Sources, home: str) -> tuple:
             if not required:
                 notices.append(f"{where}: {source} does not exist; not mounted")
             continue
-        mounts.append(Mount(real, target))
+        named.append((where, Mount(real, target)))
     if settings["gitconfig"]:
         real = sources.vet(settings["gitconfig"], "gitconfig", required=False)
         if real is not None:
-            mounts.append(Mount(real, home + "/.gitconfig"))
+            named.append(("gitconfig", Mount(real, home + "/.gitconfig")))
     for index, (source, target, read_only) in enumerate(settings["mounts"]):
-        real = sources.vet(source, f"mounts[{index}].source", write=not read_only)
+        where = f"mounts[{index}]"
+        real = sources.vet(source, where + ".source", write=not read_only)
         if real is not None:
-            mounts.append(Mount(real, target, read_only))
-    return mounts, ssh, ssh_env, notices
+            named.append((where, Mount(real, target, read_only)))
+    return named, code, ssh, ssh_env, notices
+
+
+def _identity(login: str, uid: int, gid: int, home: str) -> tuple:
+    """The container's /etc/passwd and /etc/group: root, nobody and the user, so that
+    `whoami`, `getent` and ssh find the user. No password hashes, nothing personal."""
+    import grp  # noqa: PLC0415 - the group's name, once per run
+    import re  # noqa: PLC0415 - likewise
+
+    name_ok = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
+    if uid == 0:
+        login = "root"
+    elif not name_ok.match(login) or login in ("root", "nobody"):
+        login = "dev"
+    try:
+        group = grp.getgrgid(gid).gr_name
+    except (KeyError, OverflowError):
+        group = login
+    if gid != 0 and (not name_ok.match(group) or group in ("root", "nogroup")):
+        group = login if login not in ("root",) else "dev"
+    users = [("root", 0, 0, "/root")] if uid != 0 else []
+    users.append((login, uid, gid, home))
+    if uid != NOBODY:
+        users.append(("nobody", NOBODY, NOBODY, "/nonexistent"))
+    groups = [("root", 0)] + ([(group, gid)] if gid != 0 else [])
+    if gid != NOBODY:
+        groups.append(("nogroup", NOBODY))
+    passwd = "".join(
+        f"{n}:x:{u}:{g}:{n}:{h}:{'/usr/sbin/nologin' if n == 'nobody' else LOGIN_SHELL}\n"
+        for n, u, g, h in users
+    )
+    return login, passwd, "".join(f"{n}:x:{g}:\n" for n, g in groups)
 
 
 def _network_of(settings: Settings) -> tuple:
@@ -1095,27 +1289,49 @@ def _unique_name(login: str) -> str:
     return f"devenv-{safe[:32] or 'user'}-{os.urandom(4).hex()}"
 
 
-def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
+def resolve(
+    settings: Settings, host: Host, *, check: bool = False, files_dir: Optional[str] = None
+) -> RunSpec:
     """Decide the run for `host`: the user, limits within the maxima and the host, every
     host path resolved and vetted, the container's paths. Raises RunSpecError.
     `check` (a configuration check at provisioning time) lets missing paths and a
-    missing SSH agent pass as notices."""
+    missing SSH agent pass as notices. `files_dir`: where the generated files go
+    (default: devenv's directory in the user's home; the module uses a private
+    temporary directory)."""
     host, warnings, uid, gid = _resolve_user(settings, host)
     memory, memory_swap, nano_cpus, pids_limit = _limits(settings, host)
     home = settings["container_home"]
     workdir = settings["workdir"]
     sources = _Sources(host, check)
+    data = data_dir(host.home, host.environ)
     with host.identity():  # the user's paths, read with the user's rights
-        mounts, ssh, ssh_env, notices = _mounts(settings, sources, home)
+        named, code, ssh, ssh_env, notices = _mounts(settings, sources, home)
+        code_real = code or os.path.realpath(expand_home(settings["code_dir"], host.home))
+        state, state_mounts, state_tmpfs, agent_env = _state(
+            settings, sources, home, code=code_real, data=data, uid_gid=(uid, gid)
+        )
+        _protect(named, host, data, {home + "/" + a.target: a.title for a in AGENTS})
+        where = files_dir or sources.vet(os.path.join(data, "identity"), "identity", own=True)
+    login, passwd, group = _identity(host.login, uid, gid, home)
+    generated = ((os.path.join(where, "passwd"), passwd), (os.path.join(where, "group"), group))
+    mounts = [m for _field, m in named] + state_mounts
+    mounts += [Mount(generated[0][0], PASSWD_TARGET), Mount(generated[1][0], GROUP_TARGET)]
     seen = {home, TMP_TARGET}
     for mount in mounts:
         if mount.target in seen:
             raise RunSpecError(f"mounts: the container path {mount.target!r} is used twice")
         seen.add(mount.target)
-    if not any(is_within(workdir, t) for t in seen | {CODE_TARGET}):
+    places = seen - {PASSWD_TARGET, GROUP_TARGET}
+    if not any(is_within(workdir, t) for t in places | {CODE_TARGET}):
         raise RunSpecError(f"workdir: {workdir!r} must be inside /app, the HOME, /tmp or a mount")
-    tmp_size, home_size = settings["tmp_size"], settings["home_size"]
     policy, network, proxy, proxy_env, dns_options = _network_of(settings)
+    plain_env = [("HOME", home), ("USER", login), ("LOGNAME", login), *agent_env]
+    # The image is read-only: an agent that updates itself can only fail.
+    plain_env.append(("DISABLE_AUTOUPDATER", "1"))
+    if not settings["claude_nonessential_traffic"]:
+        plain_env.append(("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"))
+    # No browser in a container: the agents' logins print a URL and ask for the code.
+    plain_env.append(("NO_BROWSER", "true"))
     return RunSpec(
         image=_image_allowed(settings),
         command=settings["command"] or settings["default_command"],
@@ -1125,12 +1341,11 @@ def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
         home=home,
         mounts=tuple(mounts),
         tmpfs=(
-            # HOME is exec (agents install tools there); noexec on /tmp would only break
-            # tools, not add a barrier.
-            (TMP_TARGET, f"rw,nosuid,nodev,exec,size={tmp_size}"),
-            (home, f"rw,nosuid,nodev,exec,size={home_size},uid={uid},gid={gid},mode=0700"),
+            (TMP_TARGET, _tmpfs_options(settings["tmp_size"], (uid, gid), False)),
+            (home, _tmpfs_options(settings["home_size"], (uid, gid), True)),
+            *state_tmpfs,
         ),
-        plain_env=(("HOME", home), *ssh_env, *proxy_env),
+        plain_env=(*plain_env, *ssh_env, *proxy_env),
         memory=memory,
         memory_swap=memory_swap,
         nano_cpus=nano_cpus,
@@ -1143,6 +1358,12 @@ def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
         network_policy=policy,
         proxy=proxy,
         dns_options=dns_options,
+        state=tuple(state),
+        generated=generated,
+        host_uid=host.uid,
+        host_gid=host.gid,
+        host_home=host.home,
+        data_dir=data,
         warnings=tuple(warnings),
         notices=tuple(notices + sources.notices),
         env=dict(settings["env"]),
@@ -1150,6 +1371,26 @@ def resolve(settings: Settings, host: Host, *, check: bool = False) -> RunSpec:
         gated=host.sudo,
         pins=tuple((m.target, *sources.pins[m.source]) for m in mounts if m.source in sources.pins),
     )
+
+
+def pin_own(spec: RunSpec, host: Host) -> RunSpec:
+    """Through sudo, once the host side is prepared: pin devenv's own mount sources (the
+    agents' state directories, the generated passwd and group), which need not exist when
+    the run is resolved. Walked as the user without following a link, and the user's own:
+    anything else is refused (the gate then checks the container got exactly these)."""
+    if not host.sudo:
+        return spec
+    own = {p for _name, p, _target, _source in spec.state if p} | {p for p, _c in spec.generated}
+    pins = {target: (target, dev, ino) for target, dev, ino in spec.pins}
+    with host.identity():
+        for mount in spec.mounts:
+            if mount.source not in own:
+                continue
+            pinned = _pin(mount.source, "agent state")
+            if os.lstat(mount.source).st_uid != host.uid:
+                raise RunSpecError(f"agent state: {mount.source} is not yours; nothing was started")
+            pins[mount.target] = (mount.target, *pinned)
+    return spec.replace(pins=tuple(pins.values()))
 
 
 def build_spec(

@@ -18,7 +18,7 @@ import tempfile
 import time
 from typing import Any, NoReturn, Optional
 
-from ansible_collections.kuatecno.devenv.plugins.module_utils import _infisical
+from ansible_collections.kuatecno.devenv.plugins.module_utils import _agents, _infisical
 from ansible_collections.kuatecno.devenv.plugins.module_utils._engine import (
     Engine,
     SecureRunError,
@@ -59,6 +59,7 @@ def argument_spec() -> dict[str, dict]:
     spec["output_limit"] = {"type": "int", "default": 1048576}
     spec["timeout"] = {"type": "int", "default": 3600}
     spec["docker_host"] = {"type": "str"}
+    spec["private_dir"] = {"type": "path"}
     return spec
 
 
@@ -151,15 +152,38 @@ def _run_message(result: dict[str, Any], expected: list[int], memory: Optional[i
 
 def execute(module: Any) -> NoReturn:
     """Validate, (in check mode) report the plan, else fetch secrets and run. Never returns."""
-    scratch = None
-    if not module.params.get("code_dir"):
-        # No code directory given: a fresh empty one, so nothing of the host is writable.
-        scratch = tempfile.mkdtemp(prefix="devenv-secure-run-")
+    # A private directory of this run: the container's generated passwd and group, and,
+    # without a code directory, a fresh empty one, so nothing of the host is writable.
+    private = tempfile.mkdtemp(prefix="devenv-secure-run-", dir=module.params.get("private_dir"))
     try:
-        _execute(module, scratch)
+        _execute(module, private)
     finally:
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _host(params: dict[str, Any]) -> Host:
+    """This host as the run sees it; the engine named by docker_host is the one whose
+    socket no mount may reach."""
+    host = Host.current()
+    if params.get("docker_host"):
+        host = host.replace(environ=dict(host.environ, DOCKER_HOST=params["docker_host"]))
+    return host
+
+
+def _agent_state(module: Any, spec: RunSpec) -> RunSpec:
+    """The agents' state of a run on this host, as the launcher keeps it."""
+    if not spec.ephemeral:
+        # Kept in the user's devenv directory (created as that user, the host's login
+        # imported once).
+        for notice in _agents.prepare(spec.replace(generated=())):
+            module.warn(notice)
+        return spec
+    # The login of the user running the module, seeded into the tmpfs state through the
+    # start channel (written nowhere on the host). Run as root for another user, nobody's
+    # login is taken along unless asked (ephemeral: false).
+    if os.geteuid() == spec.host_uid:
+        return spec.replace(seed_files=_agents.seed_files(spec))
+    return spec
 
 
 def _before_run(module: Any, engine: Engine, spec: RunSpec, settings: Any) -> RunSpec:
@@ -169,6 +193,7 @@ def _before_run(module: Any, engine: Engine, spec: RunSpec, settings: Any) -> Ru
         check_engine_info(spec, engine.api.info())
     if spec.proxy is not None:
         engine.ensure_proxy(spec)
+    spec = _agent_state(module, spec)
     if not settings["secrets"]:
         return spec
     fetched = _fetch(settings["secrets"], module.params["infisical"])
@@ -177,15 +202,21 @@ def _before_run(module: Any, engine: Engine, spec: RunSpec, settings: Any) -> Ru
     return spec.with_secrets(merge_secrets(dict(spec.secrets), fetched))
 
 
-def _execute(module: Any, scratch: Optional[str]) -> NoReturn:
+def _execute(module: Any, private: str) -> NoReturn:
     params = module.params
+    scratch = None
+    if not params.get("code_dir"):
+        scratch = os.path.join(private, "code")
+        os.mkdir(scratch, 0o700)
+    files = os.path.join(private, "files")
     try:
         layer = settings_from_params(params)
         if scratch:
             layer["code_dir"] = scratch
         settings = parse([("module options", MODULE, layer)], module=True)
-        host = Host.current()
-        spec = resolve(settings, host).with_secrets(params.get("secrets") or {})
+        host = _host(params)
+        spec = resolve(settings, host, files_dir=files)
+        spec = spec.with_secrets(params.get("secrets") or {})
     except RunSpecError as exc:
         module.fail_json(msg=f"invalid run specification: {exc}", ran=False)
     for warning in spec.warnings:
@@ -197,6 +228,11 @@ def _execute(module: Any, scratch: Optional[str]) -> NoReturn:
         )
     if scratch and os.geteuid() == 0:
         os.chown(scratch, spec.uid, spec.gid)
+    os.mkdir(files, 0o700)
+    for path, content in spec.generated:
+        with open(path, "x", encoding="utf-8") as handle:
+            handle.write(content)
+        os.chmod(path, 0o644)
 
     try:
         # Engine and image first: nothing is fetched for a run that cannot start.
@@ -207,7 +243,7 @@ def _execute(module: Any, scratch: Optional[str]) -> NoReturn:
         result = engine.run(spec, timeout=params["timeout"], output_limit=params["output_limit"])
         if spec.proxy is not None:
             result.update(engine.proxy_report(spec, since))
-    except (SecureRunError, RunSpecError, _infisical.SecretsError) as exc:
+    except (SecureRunError, RunSpecError, _infisical.SecretsError, OSError) as exc:
         module.fail_json(msg=str(exc), ran=False, spec=planned(spec))
     except _infisical.Stopped as exc:
         module.fail_json(

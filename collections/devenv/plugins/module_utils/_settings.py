@@ -32,6 +32,7 @@ __all__ = [
     "Setting",
     "Settings",
     "flag_names",
+    "is_switch",
     "module_options",
     "parse",
     "parse_memory",
@@ -150,6 +151,10 @@ RESERVED_ENV = frozenset(
         "GOMAXPROCS",
         "GOMEMLIMIT",
         "GOTRACEBACK",
+        # set by devenv for the agents: no updates, no telemetry, no browser
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+        "DISABLE_AUTOUPDATER",
+        "NO_BROWSER",
     )
 )
 # Whole families: Infisical's own credentials, the dynamic loader (LD_PRELOAD), the
@@ -183,6 +188,7 @@ NETWORK_ALLOW_DEFAULT = [
     "raw.githubusercontent.com:443",
 ]
 NETWORK_ALLOW_MAX = 256
+AGENT_STATE_MODES = ("user", "code_dir")
 # docker's own minimum memory limit is 6 MiB.
 MEMORY_MIN = 6 * 1024 * 1024
 MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -345,10 +351,12 @@ def validate_env(mapping: Any, *, field_name: str = "env") -> dict[str, str]:
             raise RunSpecError(f"{field_name}: {name} is defined twice")
         if not isinstance(value, str):
             raise RunSpecError(f"{field_name}: the value of {name} is not a string")
-        if "\x00" in value or "\n" in value or "\r" in value:
+        # Values travel in the environment, never in a file: newlines (PEM keys, JSON
+        # documents) are fine there; only NUL cannot be in an environment string.
+        if "\x00" in value:
             raise RunSpecError(
-                f"{field_name}: the value of {name} contains a NUL, newline or carriage return, "
-                "which cannot be passed safely"
+                f"{field_name}: the value of {name} contains a NUL character, which no "
+                "environment variable can hold"
             )
         size = len(value.encode("utf-8", "surrogateescape"))
         if size > ENV_VALUE_MAX:
@@ -884,7 +892,8 @@ SETTINGS = (
         _choice(SSH_MODES),
         "auto",
         _EVERYWHERE,
-        "SSH access: auto (agent if one runs, else keys if ~/.ssh exists), agent, keys, none.",
+        "SSH access: auto (the forwarded agent when one runs, else none), agent, keys "
+        "(~/.ssh mounted read-only), none.",
         # Unlike the interactive launcher, the module gives no SSH access unless asked.
         module={"type": "str", "choices": list(SSH_MODES), "default": "none"},
     ),
@@ -984,6 +993,8 @@ SETTINGS = (
         "~/Coding",
         _EVERYWHERE,
         "Host directory mounted read-write at /app (~ is the user's home).",
+        flag="--code-dir",
+        metavar="DIR",
         module={"type": "path"},
     ),
     Setting(
@@ -1022,6 +1033,35 @@ SETTINGS = (
                 "required": {"type": "bool", "default": False},
             },
         },
+    ),
+    Setting(
+        "agent_state",
+        _choice(AGENT_STATE_MODES),
+        "user",
+        _EVERYWHERE,
+        "The agents' own state (login, settings, sessions), kept by devenv under "
+        "~/.local/share/devenv/state: user (one for all runs) or code_dir (one per code "
+        "directory).",
+        module={"type": "str", "choices": list(AGENT_STATE_MODES)},
+    ),
+    Setting(
+        "ephemeral",
+        _bool,
+        False,
+        _ALL,
+        "Agents' state in a private tmpfs instead, discarded at exit.",
+        flag="--ephemeral",
+        # A module run is automation: it leaves no state behind unless asked.
+        module={"type": "bool", "default": True},
+    ),
+    Setting(
+        "claude_nonessential_traffic",
+        _bool,
+        False,
+        _ALL,
+        "Let Claude Code send non-essential traffic (telemetry, error reports); false sets "
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1. Auto-updates stay off either way.",
+        module={"type": "bool"},
     ),
     Setting(
         "gitconfig",
@@ -1158,6 +1198,11 @@ SECRET_SETTINGS = (
 def flag_names() -> dict[str, str]:
     """`devenv run` option -> setting name."""
     return {s.flag: s.name for s in SETTINGS if s.flag}
+
+
+def is_switch(setting: Setting) -> bool:
+    """A flag without a value (no metavar): given, it sets the setting to true."""
+    return bool(setting.flag) and not setting.metavar
 
 
 def module_options(table: Iterable[Setting] = SETTINGS) -> dict[str, dict]:

@@ -21,7 +21,9 @@ description:
     Docker socket.
   - The image must already be present on the target host; it is never pulled.
   - Bind mounts use mount semantics - a missing source is an error. Credentials are
-    mounted read-only; only O(code_dir) is writable.
+    mounted read-only; only O(code_dir) (and, with O(ephemeral=false), the agents' state
+    that devenv keeps) is writable. The host's own C(~/.claude), C(~/.claude.json) and
+    C(~/.gemini) are never writable.
   - Secrets (O(secrets), or fetched from Infisical with O(infisical)) reach the container's
     environment only; this module never writes them to disk, puts them on a command line
     or returns them (see the notes on pipelining for Ansible's own handling of arguments).
@@ -120,7 +122,9 @@ options:
         default: true
   credentials:
     description:
-      - Agent credential files or directories, mounted read-only into the container HOME.
+      - Further files or directories, mounted read-only into the container HOME. Not for
+        the agents' own state (see O(ephemeral)); targets inside C(.claude) or C(.gemini)
+        are refused.
     type: list
     elements: dict
     default: []
@@ -137,6 +141,28 @@ options:
         description: Fail when the source is missing; otherwise it is skipped.
         type: bool
         default: false
+  ephemeral:
+    description:
+      - The agents' state (Claude Code's C(~/.claude), Gemini CLI's C(~/.gemini)) is a
+        private tmpfs of this run, discarded at exit.
+      - With V(false) it is kept as the launcher keeps it, in the directory devenv owns in
+        the home of the user the command runs as (C(~/.local/share/devenv/state), mode
+        C(0700)), created as that user, the host's own login imported once; the host's
+        own agent files are never mounted.
+    type: bool
+    default: true
+  agent_state:
+    description:
+      - With O(ephemeral=false), one state for all runs of the user (V(user)) or one per
+        O(code_dir) (V(code_dir)). The run specification's default is V(user).
+    type: str
+    choices: [user, code_dir]
+  claude_nonessential_traffic:
+    description:
+      - Let Claude Code send non-essential traffic (telemetry, error reports). Off by
+        default (C(CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1)); its auto-updater is off
+        either way.
+    type: bool
   gitconfig:
     description:
       - A git configuration file mounted read-only as C(~/.gitconfig) in the container.
@@ -145,9 +171,11 @@ options:
     type: path
   ssh:
     description:
-      - C(agent) forwards the SSH agent socket of the module's environment (read-only),
-        C(keys) mounts C(~/.ssh) read-only, C(auto) picks C(agent) when an agent runs,
-        else C(keys), C(none) gives the container no SSH access.
+      - C(agent) forwards the SSH agent socket of the module's environment (read-only,
+        with the host's C(~/.ssh/known_hosts)), C(keys) mounts C(~/.ssh) read-only,
+        C(auto) picks C(agent) when an agent runs, else gives none, C(none) gives the
+        container no SSH access. On a Mac with Docker Desktop the agent comes through
+        Docker Desktop's forwarded socket.
       - Unlike the interactive launcher, the module gives no SSH access unless asked.
     type: str
     choices: [auto, agent, keys, none]
@@ -242,7 +270,9 @@ options:
         C(^[A-Za-z_][A-Za-z0-9_]*$); reserved names (C(PATH), C(HOME), C(LD_PRELOAD),
         C(INFISICAL_*) and others) are refused. Values must be strings.
       - Values are treated as secrets - hidden from the output. Ansible masks every
-        occurrence of them in returned text, so avoid very short values.
+        occurrence of them in returned text, so avoid very short values. Values may hold
+        newlines (PEM keys, JSON documents); only NUL is refused, and each value is at most
+        64 KiB.
     type: dict
     default: {}
   secrets:
@@ -322,6 +352,16 @@ options:
         E(DOCKER_HOST) or the local socket; E(DOCKER_TLS_VERIFY) and E(DOCKER_CERT_PATH)
         are read as the docker CLI reads them.
     type: str
+  private_dir:
+    description:
+      - The directory in which the module makes the private directory of a run (mode
+        C(0700), removed afterwards) - the container's generated C(/etc/passwd) and
+        C(/etc/group) and, without O(code_dir), the fresh code directory. The system's
+        temporary directory by default.
+      - With O(docker_host) naming an engine that does not share this host's files (one in
+        a container, on another machine), a directory that engine sees at the same path,
+        as for every mount source.
+    type: path
 notes:
   - Without pipelining, Ansible writes every module argument, O(secrets), O(env) and
     O(infisical.token) included, into a temporary file on the target (in a private
@@ -331,7 +371,8 @@ notes:
   - Environment variables are visible to the container's processes and to anyone who can
     inspect the container through the Docker socket (which is root-equivalent anyway).
   - O(command) runs as a non-root user with C(no-new-privileges), so C(sudo) inside the
-    container does not work.
+    container does not work. The user exists in the container (a generated, read-only
+    C(/etc/passwd) and C(/etc/group)), so C(whoami) and ssh find it.
 seealso:
   - module: community.docker.docker_container
     description: General container management, without the run specification's fixed isolation.

@@ -184,6 +184,9 @@ def dev(person, prefix, agent_image, model_api, cleanup):
                 "memory": "2g",
                 "pids_limit": 200,
                 "ssh": "none",
+                # The API stand-in listens on this machine's bridge; the egress policy and
+                # an agent through its proxy are tests/integration/test_network_policy.py.
+                "network": "open",
                 "gitconfig": None,
                 "labels": {TEST_LABEL: "1", RUN_LABEL: RUN},
                 "env": {
@@ -645,6 +648,7 @@ def test_secure_run_module_runs_claude_with_the_api_key_as_a_secret(dev, person,
         "pids_limit": 200,
         "labels": dev.base["labels"],
         "env": dev.base["env"],
+        "network": "open",
         "infisical": {
             "project_id": "p-agents",
             "binary": str(prefix / "infisical"),

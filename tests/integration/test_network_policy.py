@@ -626,7 +626,6 @@ def test_claude_answers_a_prompt_through_the_proxy(world, launcher):
         env={
             "ANTHROPIC_BASE_URL": f"https://{API}",
             "ANTHROPIC_API_KEY": "sk-ant-test-not-a-key",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_TELEMETRY": "1",
         },
     )

@@ -73,13 +73,14 @@ def test_devenv_run_dry_run_on_python_3_9(host):
         check=False,
     )
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    argv, names = dry.stdout.splitlines()
+    argv, names, network = dry.stdout.splitlines()
     assert argv.startswith("docker run --pull never --rm --init ")
     assert "--cap-drop ALL" in argv and "--security-opt no-new-privileges" in argv
     assert f"--mount type=bind,source=/home/{user}/Coding,target=/app," in argv
     assert "--workdir /app/project" in argv
     assert argv.endswith("-- devenv:latest claude --version")
     assert names.startswith("# from the environment by name")
+    assert network.startswith("# network allowlist: through the egress proxy")
     # Bad input on 3.9 too: a clear message, exit status 2, nothing started.
     bad = host.sh(as_user + "'/opt/devenv/bin/devenv run --dry-run --memory 1x'", check=False)
     assert bad.returncode == 2 and "memory" in bad.stderr

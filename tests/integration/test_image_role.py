@@ -157,7 +157,10 @@ class Play:
         self.failed = int(match.group(2)) if match else None
 
     def __repr__(self):
-        return f"Play(rc={self.rc}, changed={self.changed})\n{self.out[-6000:]}"
+        # The failed task first: pytest shortens a long message in the middle.
+        failures = [line for line in self.out.splitlines() if line.startswith(("fatal:", "failed:"))]
+        head = "\n".join(line[:2000] for line in failures)
+        return f"Play(rc={self.rc}, changed={self.changed})\n{head}\n{self.out[-6000:]}"
 
 
 def play(workdir, variables, *, check=False, env=None):
@@ -615,9 +618,13 @@ def test_push_then_pull_and_retag_on_a_second_engine_then_load_offline(
     )
     pushed = play(built["workdir"], push)
     assert pushed.rc == 0, pushed
-    remote = re.escape(f"{registry['push']}/{dist}:v{VERSION}")
+    # Both images travel, and the messages name both.
+    remote = re.escape(
+        f"{registry['push']}/{dist}:v{VERSION} and {registry['push']}/{PROXY}:v{PROXY_VERSION}"
+    )
     assert re.search(f"Pushed {remote}{ELAPSED}", pushed.out), pushed
-    assert re.search(f"Exported {re.escape(ref)}{ELAPSED}", pushed.out), pushed
+    exported = re.escape(f"{ref} and {PROXY_REF}")
+    assert re.search(f"Exported {exported}{ELAPSED}", pushed.out), pushed
     assert_no_credential_left(registry)
     assert "@anthropic-ai/claude-code 2.0.76" in pushed.out, "not verified after the build"
     built_id = image_id(ref)
@@ -645,9 +652,10 @@ def test_push_then_pull_and_retag_on_a_second_engine_then_load_offline(
     pulled = play(built["workdir"], pull)
     assert pulled.rc == 0, pulled
     assert f"Pulling {registry['pull']}/{dist}:v{VERSION} unless this host" in pulled.out
-    assert re.search(
-        f"Pulled {re.escape(registry['pull'] + '/' + dist)}:v{VERSION}{ELAPSED}", pulled.out
+    pulled_refs = re.escape(
+        f"{registry['pull']}/{dist}:v{VERSION} and {registry['pull']}/{PROXY}:v{PROXY_VERSION}"
     )
+    assert re.search(f"Pulled {pulled_refs}{ELAPSED}", pulled.out), pulled
     assert_no_credential_left(registry)
     # A play that fails after the login (a version nobody pushed) logs out all the same.
     failed = play(built["workdir"], dict(pull, devenv_image_version="9.9.9"))
@@ -673,7 +681,7 @@ def test_push_then_pull_and_retag_on_a_second_engine_then_load_offline(
         dict(other, devenv_image_source="load", devenv_image_archive=str(archive)),
     )
     assert loaded.rc == 0, loaded
-    assert re.search(f"Loaded {re.escape(ref)}{ELAPSED}", loaded.out), loaded
+    assert re.search(f"Loaded {re.escape(f'{ref} and {PROXY_REF}')}{ELAPSED}", loaded.out), loaded
     assert "@anthropic-ai/claude-code 2.0.76" in loaded.out, "not verified after the load"
     assert image_id(ref, host=host) == built_id
     assert image_id(f"{dist}:latest", host=host) == built_id

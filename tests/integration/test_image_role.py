@@ -158,7 +158,8 @@ class Play:
 
     def __repr__(self):
         # The failed task first: pytest shortens a long message in the middle.
-        failures = [line for line in self.out.splitlines() if line.startswith(("fatal:", "failed:"))]
+        lines = self.out.splitlines()
+        failures = [line for line in lines if line.startswith(("fatal:", "failed:"))]
         head = "\n".join(line[:2000] for line in failures)
         return f"Play(rc={self.rc}, changed={self.changed})\n{head}\n{self.out[-6000:]}"
 

@@ -277,6 +277,38 @@ def _start(spec, payload, tmp_path):
     return proc.returncode, out.decode(), err.decode()
 
 
+def test_the_delivery_waits_for_the_start_step_s_fifo(host, tmp_path):
+    """The exec may start before the container's first step made its FIFO: it waits
+    for it, and never leaves a plain file in its place (found on a busy 1-CPU host)."""
+    spec = spec_of(host, ssh="none", command=["sh", "-c", 'printf "%s" "$API_KEY"']).replace(
+        secrets={"API_KEY": CANARY}
+    )
+    deliver = [rs.DELIVER_COMMAND[0], rs.DELIVER_COMMAND[1]]
+    deliver.append(rs.DELIVER_COMMAND[2].replace("/run/devenv", str(tmp_path)))
+    sender = subprocess.Popen(deliver, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.3)  # the sender is up first, waiting
+    assert sender.poll() is None and not (tmp_path / "start").exists()
+    script = rs.START_SCRIPT.replace("/run/devenv", str(tmp_path))
+    starter = subprocess.Popen(
+        ["sh", "-c", script, "devenv-start", *spec.command],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    sender.communicate(spec.start_payload(), timeout=30)
+    out, err = starter.communicate(timeout=30)
+    assert sender.returncode == 0 and starter.returncode == 0, err
+    assert out.decode() == CANARY
+
+
+def test_the_delivery_refuses_a_plain_file_in_place_of_the_fifo(tmp_path):
+    (tmp_path / "start").write_text("")
+    deliver = [*rs.DELIVER_COMMAND[:2], rs.DELIVER_COMMAND[2].replace("/run/devenv", str(tmp_path))]
+    done = subprocess.run(deliver, input=b"secret", capture_output=True, timeout=30, check=False)
+    assert done.returncode == 3
+    assert (tmp_path / "start").read_text() == ""
+
+
 VALUES = {
     "PEM": "-----BEGIN KEY-----\nabc\n-----END KEY-----\n\n",
     "QUOTES": "a 'b' \"c\" $HOME `x` ; rm -rf /",

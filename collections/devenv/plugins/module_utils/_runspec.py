@@ -133,7 +133,16 @@ START_FIFO = START_DIR + "/start"
 START_WAIT = 60  # seconds the container waits for its start; then it ends, having run nothing
 START_FORMAT = "devenv-start 1"
 START_EXIT = 125  # the start step failed: the command never ran
-DELIVER_COMMAND = ("/bin/sh", "-c", "exec cat >" + START_FIFO)
+# The exec may start before START_SCRIPT has made the FIFO (the container is "running"
+# as soon as its first process is): it waits for the FIFO, and never writes to anything
+# else (a plain file made by `cat >` would take the payload and leave the start waiting).
+DELIVER_COMMAND = (
+    "/bin/sh",
+    "-c",
+    f"f={START_FIFO}; n=0; until [ -p $f ]; do "
+    "[ -e $f ] && exit 3; n=$((n+1)); [ $n -gt 1000 ] && exit 4; sleep 0.01; done; "
+    "exec cat >$f",
+)
 # POSIX sh (dash, busybox ash) with coreutils' mkfifo, timeout, base64: every Debian or
 # Ubuntu image has them. Values are base64 (no quoting problem, newlines kept); names
 # and paths were vetted by the run specification and are checked again here.

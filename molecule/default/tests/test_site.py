@@ -5,8 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
-MODULE_UTILS = Path(__file__).resolve().parents[3] / "collections/devenv/plugins/module_utils"
+COLLECTION = Path(__file__).resolve().parents[3] / "collections/devenv"
+MODULE_UTILS = COLLECTION / "plugins/module_utils"
+ROLE_VARS = COLLECTION / "roles/devenv_launcher/vars/main.yml"
 BLOCK_BEGIN = "# BEGIN devenv: dev shell function (managed by Ansible)"
 
 PINNED = {"claude": "2.0.76", "gemini": "0.22.4"}
@@ -27,18 +30,14 @@ def test_launcher_program_installed_root_owned(host):
     assert (program.user, program.group, program.mode) == ("root", "root", 0o755)
     lib_dir = "/usr/local/lib/devenv/devenv_lib"
     names = sorted(n for n in host.file(lib_dir).listdir() if n != "__pycache__")
-    assert names == [
-        "__init__.py",
-        "_infisical.py",
-        "_launcher.py",
-        "_network.py",
-        "_runspec.py",
-        "_settings.py",
-    ]
+    # Exactly the files the role's list names (the module's own code, see below).
+    role_vars = yaml.safe_load((ROLE_VARS).read_text())
+    assert names == sorted(role_vars["_devenv_launcher_lib_files"])
 
 
 @pytest.mark.parametrize(
-    "name", ["_settings.py", "_network.py", "_runspec.py", "_infisical.py", "_launcher.py"]
+    "name",
+    ["_settings.py", "_network.py", "_runspec.py", "_infisical.py", "_launcher.py", "_agents.py"],
 )
 def test_launcher_carries_the_modules_own_code(host, name):
     """The very files the module uses, not a copy that can drift."""
@@ -52,9 +51,19 @@ def test_launcher_configuration(host):
     config = host.file("/etc/devenv/config.json")
     assert (config.user, config.group, config.mode) == ("root", "root", 0o644)
     data = json.loads(config.content_string)
-    assert data["image"] == "devenv:latest"
-    assert data["memory"] == "4g"
-    assert data["pids_limit"] == 100
+    # The role writes only what the administrator set; the launcher's defaults apply to
+    # the rest, as `devenv config` shows with where each value comes from.
+    assert not {"image", "memory", "cpus", "pids_limit"} & set(data), data
+    shown = host.run("su - alice -c 'devenv config'")
+    assert shown.rc == 0, shown.stderr
+    lines = {
+        line.split()[0]: line.split(None, 1)[1]
+        for line in shown.stdout.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert lines["image"] == '"devenv:latest"  (default)'
+    assert lines["memory"] == '"4g"  (default)'
+    assert lines["pids_limit"] == "100  (default)"
     check = host.run("su - alice -c 'devenv config --check /etc/devenv/config.json'")
     assert check.rc == 0, check.stderr
 
@@ -153,7 +162,12 @@ def test_dev_runs_as_the_user_with_app_and_limits(host):
     made = host.file("/home/alice/Coding/made-in-dev")
     assert made.exists
     assert (made.user, made.group) == ("alice", "alice")
-    assert host.check_output("docker ps -aq --filter label=io.kuatecno.devenv.managed=true") == ""
+    # No run container is left (the shared egress proxy stays, by design).
+    left = (
+        "docker ps -aq --filter label=io.kuatecno.devenv.managed=true"
+        f" --filter label=io.kuatecno.devenv.uid={uid}"
+    )
+    assert host.check_output(left) == ""
 
 
 @pytest.mark.parametrize("agent", sorted(PINNED))

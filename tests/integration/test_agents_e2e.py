@@ -120,6 +120,17 @@ def _host_agent_files(home, uid, gid):
         path.chmod(0o600)
 
 
+def as_user(person):
+    """The argv prefix that runs a command as the person (their uid, gid and groups)."""
+    return [
+        "setpriv",
+        f"--reuid={person.pw_uid}",
+        f"--regid={person.pw_gid}",
+        "--init-groups",
+        "--",
+    ]
+
+
 @pytest.fixture(scope="module")
 def person():
     """An unprivileged user with a home, the docker group, and both agents used on the host."""
@@ -216,10 +227,7 @@ def dev(person, prefix, agent_image, model_api, cleanup):
             }
             environ.update(env or {})
             sub = ["login"] if login else ["run"]
-            argv = [
-                "setpriv", f"--reuid={person.pw_uid}", f"--regid={person.pw_gid}", "--init-groups",
-                "--", str(prefix / "bin" / "devenv"), *sub, *args,
-            ]  # fmt: skip
+            argv = [*as_user(person), str(prefix / "bin" / "devenv"), *sub, *args]
             return argv, environ
 
         def run(self, *args, cwd=None, env=None, timeout=180, **settings):
@@ -490,13 +498,7 @@ def git_server(person, cleanup):
         ).returncode:
             docker("build", "-q", "-t", SSHD_IMAGE, str(ROOT / "tests/images/sshd"), timeout=900)
     home = Path(person.pw_dir)
-    as_person = [
-        "setpriv",
-        f"--reuid={person.pw_uid}",
-        f"--regid={person.pw_gid}",
-        "--init-groups",
-        "--",
-    ]
+    as_person = as_user(person)
     subprocess.run(
         [*as_person, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", LOGIN,
          "-f", str(home / ".ssh/id_ed25519")],
@@ -554,13 +556,7 @@ def git_server(person, cleanup):
 def ssh_agent(person):
     """The person's own ssh-agent on the host, holding their key."""
     home = Path(person.pw_dir)
-    as_person = [
-        "setpriv",
-        f"--reuid={person.pw_uid}",
-        f"--regid={person.pw_gid}",
-        "--init-groups",
-        "--",
-    ]
+    as_person = as_user(person)
     sock = Path(tempfile.mkdtemp(prefix="devenv-agent-")) / "agent.sock"
     os.chown(sock.parent, person.pw_uid, person.pw_gid)
     agent = subprocess.Popen(

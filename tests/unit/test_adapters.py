@@ -200,6 +200,8 @@ CASES = {
     },
     "ephemeral agent state": {"ephemeral": True, "claude_nonessential_traffic": True},
     "agent state per code directory": {"agent_state": "code_dir"},
+    # gVisor: the runtime, and the process limit kept by the sandbox's own kernel.
+    "gvisor isolation": {"isolation": "gvisor", "pids_limit": 64},
 }
 
 

@@ -648,7 +648,9 @@ class FakeEngine:
 
 def wanted(image, *, root=False):
     """What check_engine reads of a RunSpec."""
-    return types.SimpleNamespace(image=image, needs_userns=root)
+    return types.SimpleNamespace(
+        image=image, needs_userns=root, needs_engine_info=root, runtime="runc"
+    )
 
 
 @pytest.mark.parametrize(

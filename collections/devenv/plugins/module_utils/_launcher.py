@@ -395,8 +395,9 @@ def _cli(argv: list[str], environ: Mapping[str, str]) -> tuple[int, str]:
 
 def check_engine(spec: RunSpec, environ: Mapping[str, str], home: str) -> str:
     """Image present locally, in one round trip that also proves the engine answers; one
-    clear message otherwise. A run as root also asks whether the engine remaps users.
-    Returns the image's id (for the audit line)."""
+    clear message otherwise. A run as root (does the engine remap users?) or under gVisor
+    (has the engine its runtime?) also asks for the engine's /info. Returns the image's
+    id (for the audit line)."""
     image = spec.image
     missing = (
         f"the image {image} is not on this host, and devenv never pulls at run time. "
@@ -408,7 +409,7 @@ def check_engine(spec: RunSpec, environ: Mapping[str, str], home: str) -> str:
         code, text = _cli(["docker", "image", "inspect", "--format", "{{.Id}}", image], environ)
         if code == 0:
             image_id = text
-            if spec.needs_userns:
+            if spec.needs_engine_info:
                 code, text = _cli(["docker", "info", "--format", "{{json .}}"], environ)
                 check_engine_info(spec, json.loads(text) if code == 0 else {})
             return image_id
@@ -442,8 +443,8 @@ def check_engine(spec: RunSpec, environ: Mapping[str, str], home: str) -> str:
         raise LaunchError(
             f"the Docker engine at {where} is not ready (HTTP {status} looking up {image})"
         )
-    if spec.needs_userns:
-        from ._engineapi import request_json  # noqa: PLC0415 - only for runs as root
+    if spec.needs_engine_info:
+        from ._engineapi import request_json  # noqa: PLC0415 - only for root or gVisor
 
         check_engine_info(spec, request_json(sock, "GET", "/info")[1])
     try:

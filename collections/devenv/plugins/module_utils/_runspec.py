@@ -29,6 +29,7 @@ from ._settings import (
     MANAGED_LABEL,
     OWNER_LABEL_KEY,
     PER_USER_KEYS,
+    PIDS_MAX,
     SYSTEM,
     TMP_TARGET,
     RunSpecError,
@@ -68,6 +69,13 @@ __all__ = [
 ]
 
 TEST_LABEL = "io.kuatecno.devenv.test"
+# gVisor's runtime, as the devenv_engine role registers it with the engine.
+GVISOR_RUNTIME = "runsc"
+GVISOR_HINT = "devenv_engine_gvisor: true"
+# The host's process limit of a gVisor sandbox: its kernel's own threads, plus host
+# processes per process of the container (RunSpec.host_pids_limit).
+GVISOR_PIDS_BASE = 128
+GVISOR_PIDS_PER_PROCESS = 8
 # Whose container it is (the invoking user's uid): `devenv ps` and `stop` go by it.
 OWNER_LABEL = OWNER_LABEL_KEY
 SSH_AGENT_TARGET = "/run/devenv/ssh-agent.sock"
@@ -463,6 +471,7 @@ class RunSpec(_Record):
         "plain_env",
         "proxy",
         "read_only_rootfs",
+        "runtime",
         "secrets",
         "seed_files",
         "ssh",
@@ -516,6 +525,9 @@ class RunSpec(_Record):
         "seed_files",
         # Root in the container: only on an engine that remaps users (check_engine_info).
         "needs_userns",
+        # The engine's runtime: runc, or gVisor's runsc (isolation: gvisor), which the
+        # engine must have (check_engine_info).
+        "runtime",
         # (container path, st_dev, st_ino) of each bind mount's vetted source: the gate
         # checks the running container got exactly these (verify_pins).
         "pins",
@@ -538,6 +550,7 @@ class RunSpec(_Record):
         "gated": False,
         "seed_files": (),
         "needs_userns": False,
+        "runtime": "runc",
         "pins": (),
         "env": {},
         "secrets": {},
@@ -555,6 +568,27 @@ class RunSpec(_Record):
     @property
     def cpus(self) -> float:
         return self.nano_cpus / 1e9
+
+    @property
+    def gvisor(self) -> bool:
+        return self.runtime == GVISOR_RUNTIME
+
+    @property
+    def needs_engine_info(self) -> bool:
+        """Whether the engine's /info must be asked before the start (check_engine_info)."""
+        return self.needs_userns or self.runtime != "runc"
+
+    @property
+    def host_pids_limit(self) -> int:
+        """The engine's process limit. Under gVisor the sandbox's own kernel keeps
+        pids_limit (RLIMIT_NPROC, which counts threads as pids.max does), while the
+        host's cgroup holds the whole sandbox, whose kernel needs host threads and, with
+        the ptrace platform, a few host processes per process of the container (seen
+        here: 43 host tasks for one process, 554 for 100): that limit bounds the sandbox
+        as a whole instead."""
+        if not self.gvisor:
+            return self.pids_limit
+        return min(PIDS_MAX, GVISOR_PIDS_BASE + GVISOR_PIDS_PER_PROCESS * self.pids_limit)
 
     @property
     def ephemeral(self) -> bool:
@@ -611,6 +645,9 @@ class RunSpec(_Record):
         env_api += [n + "=" + v for n, v in self.env.items()]
         env_cli = [n + "=" + v for n, v in self.plain_env] + list(self.env)
         stdin = (("OpenStdin",), ("StdinOnce",), ("AttachStdin",))
+        # Under gVisor the process limit is the sandbox kernel's (see host_pids_limit).
+        nproc = [self.pids_limit] if self.gvisor else []
+        ulimits = [{"Name": "nproc", "Hard": n, "Soft": n} for n in nproc]
         tmpfs = list(self.tmpfs)
         if self.uses_start:
             tmpfs.append(
@@ -634,7 +671,14 @@ class RunSpec(_Record):
             ("--memory", [str(self.memory)], ((host, "Memory"),), self.memory),
             ("--memory-swap", [str(self.memory_swap)], ((host, "MemorySwap"),), self.memory_swap),
             ("--cpus", [_format_cpus(self.nano_cpus)], ((host, "NanoCpus"),), self.nano_cpus),
-            ("--pids-limit", [str(self.pids_limit)], ((host, "PidsLimit"),), self.pids_limit),
+            ("--runtime", [self.runtime], ((host, "Runtime"),), self.runtime),
+            (
+                "--pids-limit",
+                [str(self.host_pids_limit)],
+                ((host, "PidsLimit"),),
+                self.host_pids_limit,
+            ),
+            ("--ulimit", [f"nproc={n}:{n}" for n in nproc], ((host, "Ulimits"),), ulimits),
             # No copy of the session's output on the engine's disk (json-file logs); the
             # module reads the output through attach, which needs no log.
             ("--log-driver", ["none"], ((host, "LogConfig"),), {"Type": "none", "Config": {}}),
@@ -712,6 +756,7 @@ class RunSpec(_Record):
             "memory_swap": self.memory_swap,
             "cpus": self.cpus,
             "pids_limit": self.pids_limit,
+            "runtime": self.runtime,
             "read_only_rootfs": self.read_only_rootfs,
             "labels": dict(self.labels),
             "name": self.name,
@@ -733,10 +778,41 @@ def _fresh(value: Any) -> Any:
     return value.copy() if isinstance(value, (dict, list)) else value
 
 
+def _files_pid(spec: RunSpec, pid: int) -> int:
+    """The host process whose root is the container's file tree with its mounts: the
+    container's init under runc. Under gVisor `pid` is the sandbox, which sees only an
+    empty root; the files are served by its gofer, the sandbox's sibling (one shim per
+    container starts both), whose root holds the very mounts."""
+    if not spec.gvisor:
+        return pid
+
+    def parent(of: str) -> str:
+        with open(f"/proc/{of}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[1].decode()
+
+    try:
+        shim = parent(str(pid))
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or entry == str(pid):
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    argv0 = handle.read().split(b"\0", 1)[0]
+                if argv0 == b"runsc-gofer" and parent(entry) == shim:
+                    return int(entry)
+            except (OSError, IndexError):
+                continue
+    except (OSError, IndexError):
+        pass
+    raise RunSpecError("the gVisor sandbox's file server was not found; it was stopped")
+
+
 def verify_pins(spec: RunSpec, pid: int) -> None:
     """In the gate (the command has not run yet): every bind mount of the container whose
     init is `pid` is the very object that was vetted. A source swapped for a link to
     something else between the check and the engine's mount is refused."""
+    if spec.pins:
+        pid = _files_pid(spec, pid)
     for target, dev, ino in spec.pins:
         try:
             info = os.stat(f"/proc/{pid}/root{target}", follow_symlinks=False)
@@ -778,6 +854,7 @@ def audit_line(host: Host, spec: RunSpec, image_id: str, code: Any, via: str = "
         "memory": spec.memory,
         "cpus": _format_cpus(spec.nano_cpus),
         "pids": spec.pids_limit,
+        "runtime": spec.runtime,
         "mounts": mounts,
         "secrets": ",".join(spec.secrets),
         "exit": code,
@@ -786,8 +863,18 @@ def audit_line(host: Host, spec: RunSpec, image_id: str, code: Any, via: str = "
 
 
 def check_engine_info(spec: RunSpec, info: Any) -> None:
-    """What only the engine can tell (its `/info`), checked before anything starts: root
-    in the container needs an engine that maps it to an unprivileged host user."""
+    """What only the engine can tell (its `/info`), checked before anything starts: the
+    runtime the run asks for, and for root in the container an engine that maps it to
+    an unprivileged host user."""
+    if spec.runtime != "runc":
+        runtimes = sorted((info or {}).get("Runtimes") or {})
+        if spec.runtime not in runtimes:
+            raise RunSpecError(
+                f"isolation: gvisor needs gVisor's runtime ({spec.runtime}) on this engine, "
+                f"which has {', '.join(runtimes) or 'no runtime listed'}; set "
+                f"{GVISOR_HINT} for this host and run the devenv_engine role, or choose "
+                "isolation runc where the administrator allows it"
+            )
     if not spec.needs_userns:
         return
     options = (info or {}).get("SecurityOptions") or []
@@ -1377,6 +1464,7 @@ def resolve(
         notices=tuple(notices + sources.notices),
         env=dict(settings["env"]),
         needs_userns=bool(settings["run_as_root"] and not settings["root_without_userns"]),
+        runtime=GVISOR_RUNTIME if settings["isolation"] == "gvisor" else "runc",
         gated=host.sudo,
         pins=tuple((m.target, *sources.pins[m.source]) for m in mounts if m.source in sources.pins),
     )

@@ -188,8 +188,9 @@ def _agent_state(module: Any, spec: RunSpec) -> RunSpec:
 
 def _before_run(module: Any, engine: Engine, spec: RunSpec, settings: Any) -> RunSpec:
     """What must hold before the container starts (root only where the engine remaps
-    users, the egress proxy running), then the secrets, attached to the same spec."""
-    if spec.needs_userns:
+    users, gVisor's runtime where asked for, the egress proxy running), then the
+    secrets, attached to the same spec."""
+    if spec.needs_engine_info:
         check_engine_info(spec, engine.api.info())
     if spec.proxy is not None:
         engine.ensure_proxy(spec)

@@ -189,6 +189,10 @@ NETWORK_ALLOW_DEFAULT = [
 ]
 NETWORK_ALLOW_MAX = 256
 AGENT_STATE_MODES = ("user", "code_dir")
+# Isolation of a run, weakest first: runc shares the host's kernel; gvisor runs the
+# container on gVisor's user-space kernel (the engine's runsc runtime). A user may always
+# choose the stronger one; the weaker only where the administrator allows it.
+ISOLATION_MODES = ("runc", "gvisor")
 # docker's own minimum memory limit is 6 MiB.
 MEMORY_MIN = 6 * 1024 * 1024
 MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -662,6 +666,12 @@ def covers(wide: tuple, narrow: tuple) -> bool:
     return other == base or other.endswith("." + base)
 
 
+def _weaker_isolation(ceiling: str, value: str) -> Optional[str]:
+    if ISOLATION_MODES.index(value) < ISOLATION_MODES.index(ceiling):
+        return f"{value!r} isolates less than the administrator's {ceiling!r}"
+    return None
+
+
 def _network_name(value: Any, where: str) -> str:
     if not isinstance(value, str) or not pattern("network_name").match(value):
         raise RunSpecError(f"{where}: {value!r} is not a Docker network name")
@@ -770,6 +780,7 @@ class Setting:
         "nullable",
         "parse",
         "scopes",
+        "widen",
     )
 
     def __init__(
@@ -787,6 +798,7 @@ class Setting:
         nullable: bool = False,
         merge: bool = False,
         narrow: Optional[Callable[[Any, Any], Optional[str]]] = None,
+        widen: str = "",
     ) -> None:
         self.name = name
         self.parse = parse
@@ -806,6 +818,8 @@ class Setting:
         # A user (user file, flag) may only narrow the administrator's value: narrow(the
         # administrator's value, the user's) says why a value is wider, or None.
         self.narrow = narrow
+        # The administrator's setting that lets users widen it all the same.
+        self.widen = widen
 
     def __repr__(self) -> str:
         return f"Setting({self.name!r})"
@@ -908,6 +922,7 @@ SETTINGS = (
         metavar="MODE",
         module={"type": "str", "choices": list(NETWORK_MODES)},
         narrow=_wider_mode,
+        widen="network_widen",
     ),
     Setting(
         "network_allow",
@@ -918,6 +933,7 @@ SETTINGS = (
         "allows with network: allowlist.",
         module={"type": "list", "elements": "str"},
         narrow=_wider_allow,
+        widen="network_widen",
     ),
     Setting(
         "network_widen",
@@ -942,6 +958,26 @@ SETTINGS = (
         (SYSTEM,),
         "Image of the egress proxy (Squid, built by the devenv_image role); never pulled.",
         module={"type": "str"},
+    ),
+    Setting(
+        "isolation",
+        _choice(ISOLATION_MODES),
+        "runc",
+        _EVERYWHERE,
+        "Kernel boundary of a run: runc (the host's kernel, namespaces and seccomp) or "
+        "gvisor (gVisor's user-space kernel; the devenv_engine role's devenv_engine_gvisor).",
+        flag="--isolation",
+        metavar="MODE",
+        module={"type": "str", "choices": list(ISOLATION_MODES)},
+        narrow=_weaker_isolation,
+        widen="isolation_widen",
+    ),
+    Setting(
+        "isolation_widen",
+        _bool,
+        False,
+        (SYSTEM, PER_USER),
+        "Let users choose runc where the administrator set isolation: gvisor.",
     ),
     Setting(
         "read_only_rootfs",
@@ -1304,7 +1340,7 @@ def parse(
                 sources[key] = f"{source} (users.{login})"
         if scope == SYSTEM:
             ceiling = {s.name: (values[s.name], sources[s.name]) for s in narrowed}
-        elif scope in (USER, FLAG) and not values["network_widen"]:
+        elif scope in (USER, FLAG):
             _check_narrowed(narrowed, ceiling, values, data, prefix=prefix, system_file=system_file)
     return Settings(values, raw, sources)
 
@@ -1340,17 +1376,17 @@ def _apply_layer(state: tuple, source: str, scope: str, data: Any, system_file: 
 def _check_narrowed(
     narrowed: list, ceiling: dict, values: dict, data: dict, *, prefix: str, system_file: str
 ) -> None:
-    """A user layer may narrow the network policy, never widen it (unless the
-    administrator sets network_widen)."""
+    """A user layer may narrow the network policy or strengthen the isolation, never
+    the other way (unless the administrator sets the setting's `widen`)."""
     for setting in narrowed:
-        if setting.name not in data:
+        if setting.name not in data or values[setting.widen]:
             continue
         top, where = ceiling[setting.name]
         why = setting.narrow(top, values[setting.name])
         if why:
             origin = "the default" if where == "default" else where
             raise RunSpecError(
-                f"{prefix}{setting.name}: {why} ({origin}). A user may narrow the "
-                f"network policy but not widen it; the administrator sets it in "
-                f"{system_file} (network_widen: true lets users widen it)"
+                f"{prefix}{setting.name}: {why} ({origin}). A user may narrow it but "
+                f"not widen it; the administrator sets it in {system_file} "
+                f"({setting.widen}: true lets users widen it)"
             )

@@ -212,6 +212,18 @@ options:
         C(kuatecno.devenv.devenv_image) role); never pulled. The run specification's
         default is C(devenv-proxy:latest).
     type: str
+  isolation:
+    description:
+      - The kernel boundary of the run. C(runc) shares the host's kernel (namespaces,
+        seccomp, no capabilities); C(gvisor) runs the container on gVisor's user-space
+        kernel, through the engine's C(runsc) runtime, which the
+        C(kuatecno.devenv.devenv_engine) role installs with C(devenv_engine_gvisor=true).
+        On an engine without it the run fails before anything starts.
+      - Under C(gvisor) the process limit O(pids_limit) is kept by the sandbox's own
+        kernel, and the engine's limit bounds the sandbox as a whole.
+      - The run specification's default is C(runc).
+    type: str
+    choices: [runc, gvisor]
   memory:
     description:
       - Memory limit with a unit (C(512m), C(4g)). The run specification's default is

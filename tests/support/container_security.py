@@ -1,39 +1,32 @@
-"""The runtime properties of security-notes.md, asserted on one `docker inspect` result.
+"""The runtime properties of security-notes.md, asserted on a running container.
 
 Shared by the launcher's and the module's integration tests, so both adapters are held
-to the very same list.
+to the very same list, and by `devenv doctor`: the checks themselves are the collection's
+(`_doctor.inspect_problems` on `docker inspect`, `_doctor.inside_problems` on what the
+doctor's probe sees inside), so the tests and a user's host run the same code.
 """
 
-SENSITIVE_SOURCES = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr")
+from ansible_collections.kuatecno.devenv.plugins.module_utils._doctor import (
+    PROBE_SCRIPT,
+    inside_problems,
+    inspect_problems,
+    parse_probe,
+)
+
+__all__ = ["PROBE_SCRIPT", "assert_inside", "assert_runtime_properties", "parse_probe"]
 
 
-def assert_runtime_properties(info, *, memory, read_only_rootfs=True):
-    host = info["HostConfig"]
-    config = info["Config"]
-    assert host["Privileged"] is False
-    assert host["CapDrop"] == ["ALL"]
-    assert not host["CapAdd"]
-    assert "no-new-privileges" in (host["SecurityOpt"] or [])
-    assert not any("unconfined" in opt for opt in host["SecurityOpt"] or [])
-    assert host["Memory"] == memory
-    assert host["MemorySwap"] == host["Memory"]
-    assert host["NanoCpus"] > 0
-    assert host["PidsLimit"] not in (None, 0, -1)
-    for key in ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode"):
-        assert host.get(key, "") != "host", key
-    for mount in info["Mounts"]:
-        assert mount["Type"] == "bind", mount
-        assert "docker.sock" not in mount["Source"], mount
-        assert mount["Source"] not in SENSITIVE_SOURCES, mount
-        assert mount["Propagation"] == "rprivate", mount
-    assert not host["Devices"]
-    assert not host["PortBindings"]
-    assert not host["PublishAllPorts"]
-    assert not info["NetworkSettings"]["Ports"]
-    assert host["RestartPolicy"]["Name"] in ("", "no")
-    assert host["AutoRemove"] is True
-    assert config["User"] not in ("", "0", "root", "0:0")
-    assert not config["User"].startswith(("0:", "root:"))
-    assert host["ReadonlyRootfs"] is read_only_rootfs
-    assert host["Init"] is True
-    assert config["Labels"]["io.kuatecno.devenv.managed"] == "true"
+def assert_runtime_properties(info, *, memory, read_only_rootfs=True, runtime=None):
+    problems = inspect_problems(
+        info, memory=memory, read_only_rootfs=read_only_rootfs, runtime=runtime
+    )
+    assert problems == []
+
+
+def assert_inside(text, **expected):
+    """The probe's output (PROBE_SCRIPT run in the container) against the run's limits:
+    uid, memory, pids_limit, read_only_rootfs, isolation."""
+    facts = parse_probe(text)
+    assert facts.get("end") == "1", text
+    assert inside_problems(facts, **expected) == [], facts
+    return facts

@@ -65,6 +65,7 @@ LAUNCHER_FILES = (
     "_network.py",
     "_infisical.py",
     "_launcher.py",
+    "_doctor.py",
 )
 
 SYSTEM_CONFIG = "/etc/devenv/config.json"
@@ -164,6 +165,18 @@ _COMMANDS = (
         "Print every setting with its value and where it comes from (default, system\n"
         "file, users.<login>, user file), then how a run would resolve.",
         lambda: [("--check FILE", "validate a system configuration file and exit")],
+        None,
+    ),
+    (
+        "doctor",
+        "check everything a dev run depends on, then one real container",
+        "doctor [--json] [RUN OPTIONS]",
+        "Check, one line each with the fix for each failure: the configuration, the\n"
+        "engine and how you reach it, the image and its pinned agents, the isolation,\n"
+        "credential and agent-state permissions, the SSH agent, Infisical (no value is\n"
+        "shown) and the network policy; then start one container as dev does and assert\n"
+        "its runtime properties from outside and inside. Exit status 0 only when all hold.",
+        lambda: [("--json", "print the checks as JSON (for tooling)"), *_run_options()],
         None,
     ),
     (
@@ -1134,6 +1147,15 @@ def _own_containers(host: Host) -> tuple[list, Mapping[str, str], str]:
     if status != 200 or not isinstance(found, list):
         raise LaunchError(f"the Docker engine could not list containers (HTTP {status})")
     return found, engine_env, sock
+
+
+def cmd_doctor(args: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in args):
+        sys.stdout.write(command_help("doctor"))
+        return 0
+    from . import _doctor  # noqa: PLC0415 - doctor only
+
+    return _doctor.main(sys.modules[__name__], args)
 
 
 def cmd_ps(args: list[str]) -> int:

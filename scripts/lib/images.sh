@@ -79,15 +79,46 @@ ensure_test_registry() {
   docker rmi "$local_ref" >/dev/null
 }
 
+# gVisor's runsc registered with the test engine as the devenv_engine role registers it
+# with devenv_engine_gvisor (its default platform ptrace; gVisor's host network, which
+# Docker's resolver on devenv's internal networks needs; host sockets that are mounted
+# in, such as the SSH agent's). The engine reloads its runtimes on SIGHUP, without a
+# restart; what else daemon.json holds is kept.
+DEVENV_TEST_RUNSC_ARGS='["--platform=ptrace", "--network=host", "--host-uds=open"]'
+ensure_gvisor_runtime() {
+  local i
+  command -v runsc >/dev/null 2>&1 || ensure_host_packages runsc
+  docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"' && return 0
+  log "registering gVisor's runsc with the engine"
+  mkdir -p /etc/docker
+  python3 - "$DEVENV_TEST_RUNSC_ARGS" <<'PY'
+import json, os, sys
+path = "/etc/docker/daemon.json"
+config = json.load(open(path)) if os.path.exists(path) else {}
+config.setdefault("runtimes", {})["runsc"] = {"path": "/usr/bin/runsc", "runtimeArgs": json.loads(sys.argv[1])}
+with open(path + ".new", "w") as out:
+    json.dump(config, out, indent=2)
+os.replace(path + ".new", path)
+PY
+  kill -HUP "$(cat /var/run/docker.pid 2>/dev/null || pgrep -xo dockerd)"
+  for i in $(seq 1 20); do
+    docker info --format '{{json .Runtimes}}' | grep -q '"runsc"' && return 0
+    sleep 0.5
+  done
+  die "the engine did not take gVisor's runtime from /etc/docker/daemon.json"
+}
+
 # Everything the test suite and the benchmark need on a fresh machine: Debian
 # packages, the pinned toolchain (activated), a Docker engine, the local base images,
 # and the host's extra CA certificates (TLS-intercepting proxies) for image builds.
 prepare_test_world() {
-  # tmux: a real terminal for the interactive tests; openssh-client: a host SSH agent.
-  ensure_host_packages python3-venv debootstrap docker.io docker-registry git tmux openssh-client
+  # tmux: a real terminal for the interactive tests; openssh-client: a host SSH agent;
+  # runsc: gVisor, for the runs with isolation: gvisor.
+  ensure_host_packages python3-venv debootstrap docker.io docker-registry git tmux openssh-client runsc
   ensure_venv
   activate_venv
   ensure_engine
+  ensure_gvisor_runtime
   ensure_test_images
   export DEVENV_TEST_CA_DIR="${DEVENV_TEST_CA_DIR:-/usr/local/share/ca-certificates}"
 }

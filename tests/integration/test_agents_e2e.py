@@ -316,6 +316,25 @@ def test_gemini_answers_a_prompt(dev, person):
     assert (gemini / "oauth_creds.json").stat().st_uid == person.pw_uid
 
 
+def test_under_gvisor_both_agents_answer_and_write_their_state(dev, person):
+    # A kernel boundary changes nothing for the person: the API keys arrive through the
+    # start channel, the state and the identity files are mounted, the agents' threads
+    # fit the process limit that the sandbox's own kernel keeps.
+    tag = f"gvisor-{RUN}"
+    claude = dev.run("--isolation", "gvisor", "--", "claude", "-p", f"standin-tag:{tag}-c")
+    assert claude.returncode == 0, claude.stderr
+    assert claude.stdout.strip() == f"ANSWER({tag}-c)"
+    gemini = dev.run(
+        "--isolation", "gvisor", "--", "gemini", "-m", GEMINI_MODEL, "-p", f"standin-tag:{tag}-g"
+    )
+    assert gemini.returncode == 0, gemini.stderr
+    assert gemini.stdout.strip() == f"ANSWER({tag}-g)"
+    (request,) = [r for r in requests_with(dev.api, f"{tag}-c") if r["body"].get("stream")]
+    assert request["headers"]["x-api-key"] == ANTHROPIC_KEY
+    sessions = state_dir(person) / "claude" / "projects"
+    assert any(f"{tag}-c" in p.read_text() for p in sessions.rglob("*.jsonl"))
+
+
 def test_a_tool_call_writes_a_file_in_the_code_directory_owned_by_the_user(dev, person):
     code = project(person, "tool")
     word = f"written-{RUN}"
@@ -592,14 +611,18 @@ echo pushed
 """
 
 
+# Under gVisor the agent's socket is a host socket the sandbox connects to
+# (runsc --host-uds=open, as the devenv_engine role registers it).
+@pytest.mark.parametrize("isolation", ["runc", "gvisor"])
 def test_git_clone_and_push_over_ssh_through_the_forwarded_agent(
-    dev, person, git_server, ssh_agent
+    dev, person, git_server, ssh_agent, isolation
 ):
     name, ip = git_server
-    code = project(person, "git")
+    code = project(person, f"git-{isolation}")
     done = dev.run(
-        "--no-secrets", "--", "sh", "-c", GIT_WORK.replace("IP", ip), cwd=code,
-        env={"SSH_AUTH_SOCK": ssh_agent}, ssh="auto",
+        "--no-secrets", "--isolation", isolation, "--", "sh", "-c",
+        GIT_WORK.replace("IP", ip).replace("from the container", f"pushed under {isolation}"),
+        cwd=code, env={"SSH_AUTH_SOCK": ssh_agent}, ssh="auto",
     )  # fmt: skip
     if done.returncode != 0:
         probe = "cat /run/devenv/known_hosts; ssh -v -o BatchMode=yes git@IP true 2>&1 | tail -25"

@@ -42,6 +42,10 @@ def milliseconds(value: float) -> str:
     return f"{value * 1000:g} ms"
 
 
+def seconds_words(value: float) -> str:
+    return f"{value:g} s"
+
+
 FRACTION_WORDS = {1 / 2: "half", 1 / 3: "a third", 1 / 4: "a quarter"}
 
 
@@ -151,8 +155,15 @@ GOALS = {
             "run": Limit(("added_run_s",), AT_MOST, 0.150, format_signed_ms, milliseconds),
         },
     ),
-    # Planned, each to be added as one entry here plus its compare_<key>.py:
-    # "gvisor": the same runs under gVisor (runsc) against runc.
+    "gvisor": Goal(
+        "gVisor against runc",
+        "under gVisor the first answer of `claude -p` takes at most {answer} as long as under "
+        "runc, and `devenv run -- true` at most {run} more",
+        {
+            "answer": Limit(("answer_ratio",), AT_MOST, 2.0, times_x, times_words),
+            "run": Limit(("added_run_s",), AT_MOST, 1.5, format_signed_ms, seconds_words),
+        },
+    ),
 }
 
 

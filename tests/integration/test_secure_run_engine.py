@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
-from container_security import assert_runtime_properties  # noqa: E402
+from container_security import PROBE_SCRIPT, assert_inside, assert_runtime_properties  # noqa: E402
 from traces import ENGINE_STATE, files_containing  # noqa: E402
 
 MODULE = ROOT / "collections/devenv/plugins/modules/secure_run.py"
@@ -309,6 +309,38 @@ def test_runtime_properties_on_the_running_container_and_inside(tmp_path, run_id
     created = code_dir / "created-inside"
     assert (created.stat().st_uid, created.stat().st_gid) == (UID, GID)
     assert not containers(run_id)
+
+
+def test_under_gvisor_the_module_keeps_every_property(tmp_path, run_id, code_dir):
+    """The module's isolation option: the same run on gVisor's kernel, asserted from
+    outside and inside with the checks devenv doctor uses."""
+    memory = 256 * 1024 * 1024
+    args = base_args(
+        run_id,
+        code_dir,
+        command=["/bin/sh", "-c", PROBE_SCRIPT + "sleep 3\n", "probe"],
+        memory="256m",
+        pids_limit=64,
+        isolation="gvisor",
+    )
+    argv, env = module_command(tmp_path, args)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        ids = wait_until(lambda: containers(run_id, all_states=False), 30)
+        assert ids, "the container did not start"
+        running = inspect(ids[0])
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    result = json.loads(out)
+    assert result["rc"] == 0, result
+    assert_runtime_properties(running, memory=memory, runtime="runsc")
+    assert running["HostConfig"]["Ulimits"] == [{"Name": "nproc", "Hard": 64, "Soft": 64}]
+    facts = assert_inside(
+        result["stdout"], uid=UID, memory=memory, pids_limit=64, isolation="gvisor"
+    )
+    assert facts["kernel"] != os.uname().release
 
 
 # ---------------------------------------------------------------- secrets

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 import install_launcher  # noqa: E402
 from model_api import texts_of  # noqa: E402
+from people import as_person as as_user  # noqa: E402
 
 LOGIN = f"devag{os.getpid() % 100000}"
 RUN = uuid.uuid4().hex[:8]
@@ -118,17 +119,6 @@ def _host_agent_files(home, uid, gid):
         os.chown(path, uid, gid)
     for path in (claude / ".credentials.json", gemini / "oauth_creds.json"):
         path.chmod(0o600)
-
-
-def as_user(person):
-    """The argv prefix that runs a command as the person (their uid, gid and groups)."""
-    return [
-        "setpriv",
-        f"--reuid={person.pw_uid}",
-        f"--regid={person.pw_gid}",
-        "--init-groups",
-        "--",
-    ]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ container and network carries io.kuatecno.devenv.test=1 and this module's run la
 import hashlib
 import json
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -28,7 +27,9 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 import install_launcher  # noqa: E402
+import people  # noqa: E402
 from agent_image import PROXY_REF  # noqa: E402
+from people import as_person  # noqa: E402
 
 LOGIN = f"devdr{os.getpid() % 100000}"
 RUN = uuid.uuid4().hex[:8]
@@ -68,13 +69,9 @@ def person():
     """An unprivileged user in the docker group, who has used Claude Code on the host."""
     if os.geteuid() != 0:
         pytest.skip("creates a test user: needs root (as in CI)")
-    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", LOGIN], check=True)
-    try:
-        subprocess.run(["usermod", "-aG", "docker", LOGIN], check=True)
-        entry = pwd.getpwnam(LOGIN)
+    with people.person(LOGIN) as entry:
         home = Path(entry.pw_dir)
-        for path, mode in ((home / ".claude", 0o700), (home / "Coding", 0o700)):
-            path.mkdir(mode=mode)
+        (home / ".claude").mkdir(mode=0o700)
         (home / ".claude" / ".credentials.json").write_text('{"claudeAiOauth": {}}')
         (home / ".claude" / ".credentials.json").chmod(0o600)
         ssh = home / ".ssh"
@@ -85,12 +82,6 @@ def person():
         )
         subprocess.run(["chown", "-R", f"{LOGIN}:", str(home)], check=True)
         yield entry
-    finally:
-        subprocess.run(["userdel", "--remove", LOGIN], check=False, capture_output=True)
-
-
-def as_person(person):
-    return ["setpriv", f"--reuid={person.pw_uid}", f"--regid={person.pw_gid}", "--init-groups"]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +101,7 @@ def ssh_agent(person):
     sock = Path(tempfile.mkdtemp(prefix="devenv-doctor-agent-")) / "agent.sock"
     os.chown(sock.parent, person.pw_uid, person.pw_gid)
     agent = subprocess.Popen(
-        [*as_person(person), "--", "ssh-agent", "-D", "-a", str(sock)],
+        [*as_person(person), "ssh-agent", "-D", "-a", str(sock)],
         stdout=subprocess.DEVNULL,
     )
     try:
@@ -120,7 +111,7 @@ def ssh_agent(person):
             time.sleep(0.1)
         env = {"SSH_AUTH_SOCK": str(sock), "HOME": person.pw_dir, "PATH": "/usr/bin:/bin"}
         key = Path(person.pw_dir) / ".ssh" / "id_ed25519"
-        subprocess.run([*as_person(person), "--", "ssh-add", "-q", str(key)], env=env, check=True)
+        subprocess.run([*as_person(person), "ssh-add", "-q", str(key)], env=env, check=True)
         yield str(sock)
     finally:
         agent.terminate()
@@ -185,7 +176,7 @@ def doctor(person, prefix, world, ssh_agent, tmp_path):
         environ = {k: v for k, v in environ.items() if v is not None}
         try:
             done = subprocess.run(
-                [*as_person(person), "--", str(prefix / "bin" / "devenv"), "doctor", *args],
+                [*as_person(person), str(prefix / "bin" / "devenv"), "doctor", *args],
                 env=environ,
                 cwd=home / "Coding",
                 capture_output=True,

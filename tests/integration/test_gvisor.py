@@ -12,7 +12,6 @@ under gVisor in tests/integration/test_agents_e2e.py.
 
 import json
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,8 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 import install_launcher  # noqa: E402
+import people  # noqa: E402
+from people import as_person  # noqa: E402
 
 IMAGE = "devenv-test/debian:13"
 LOGIN = f"devgv{os.getpid() % 100000}"
@@ -74,15 +75,10 @@ def docker(*args, check=True, timeout=120):
 def person():
     if os.geteuid() != 0:
         pytest.skip("creates a test user: needs root (as in CI)")
-    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", LOGIN], check=True)
     try:
-        subprocess.run(["usermod", "-aG", "docker", LOGIN], check=True)
-        entry = pwd.getpwnam(LOGIN)
-        (Path(entry.pw_dir) / "Coding").mkdir(mode=0o700)
-        os.chown(Path(entry.pw_dir) / "Coding", entry.pw_uid, entry.pw_gid)
-        yield entry
+        with people.person(LOGIN) as entry:
+            yield entry
     finally:
-        subprocess.run(["userdel", "--remove", LOGIN], check=False, capture_output=True)
         ids = docker("ps", "-aq", "--filter", f"label={RUN_LABEL}={RUN}", check=False).split()
         if ids:
             docker("rm", "-f", *ids, check=False)
@@ -109,8 +105,7 @@ def dev(person):
         data.update(settings)
         config.write_text(json.dumps(data))
         config.chmod(0o644)
-        argv = ["setpriv", f"--reuid={person.pw_uid}", f"--regid={person.pw_gid}"]
-        argv += ["--init-groups", "--", str(prefix / "bin" / "devenv"), "run", *args]
+        argv = [*as_person(person), str(prefix / "bin" / "devenv"), "run", *args]
         environ = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": person.pw_dir,

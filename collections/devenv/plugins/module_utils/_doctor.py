@@ -560,7 +560,7 @@ class Doctor:
             self.add(
                 "configuration",
                 FAIL,
-                str(exc).replace(". Nothing was started.", ""),
+                _cause(exc),
                 f"correct that setting in the file it names ({system_path} is the "
                 f"administrator's, {user_path} yours); `devenv config` shows every value "
                 "and where it comes from",
@@ -747,7 +747,7 @@ class Doctor:
             self.add(
                 "secrets",
                 FAIL,
-                str(exc).replace(" Nothing was started (--no-secrets starts without them).", ""),
+                _cause(exc),
                 "log in with `infisical login` (or export INFISICAL_TOKEN or "
                 "INFISICAL_UNIVERSAL_AUTH_ACCESS_TOKEN), and check secrets.project_id, "
                 "environment and path",
@@ -781,9 +781,9 @@ class Doctor:
             self.add(
                 "network",
                 FAIL,
-                str(exc).replace(" Nothing was started (network: allowlist).", ""),
-                "build the proxy image (`ansible-playbook playbooks/site.yml --tags image`), "
-                "or choose --network none for now",
+                _cause(exc),
+                f"build the proxy image (`{self.launcher.IMAGE_HINT}`), or choose --network "
+                "none for now",
             )
             self.spec = None
             return
@@ -920,6 +920,11 @@ class Doctor:
             self.add(name, SKIP, "needs the engine")
             return False
         return True
+
+
+def _cause(exc: BaseException) -> str:
+    """A launcher's refusal without what it adds for a run ("Nothing was started ...")."""
+    return str(exc).split(" Nothing was started")[0].rstrip(".")
 
 
 def network_problems(facts: Mapping[str, str], policy: str) -> list:

@@ -502,3 +502,9 @@ def test_the_message_names_what_was_refused_and_where_the_list_is_set():
     assert message.startswith("the network policy refused 2 destinations during this run: ")
     assert "evil.example:443 (2 times), 10.0.0.1:80." in message
     assert SYSTEM_FILE in message and "network_allow" in message
+
+
+@pytest.mark.parametrize("port", ["\u0664\u0664\u0663", "\u00b2", "44\u0663"])
+def test_a_port_is_ascii_digits(port):
+    with pytest.raises(RunSpecError, match="expected HOST:PORT"):
+        settings_of(system={"network_allow": [f"api.anthropic.com:{port}"]})

@@ -1163,6 +1163,7 @@ def test_writable_root_filesystem_switch(host):
         {"a..b": "1"},
         {"io.kuatecno.devenv.managed": "false"},
         {"io.kuatecno.devenv.uid": "0"},
+        {"io.kuatecno.devenv.proxy": "x"},  # what the launcher role's absent removes
         {"ok.key": "multi\nline"},
         {"ok.key": 1},
         {"": "1"},
@@ -1473,3 +1474,8 @@ def test_a_configuration_check_by_another_user_notes_what_it_cannot_see(tmp_path
     assert done.returncode == 0, done.stderr
     assert "gitconfig: ~/.gitconfig cannot be looked at by this user" in done.stdout
     assert "identity" not in done.stdout and "agent state" not in done.stdout  # devenv's own
+
+
+def test_a_uid_gid_user_is_ascii_digits(host):
+    # "\u0661\u0660\u0660\u0660" would match \d+; it is a login name nobody has.
+    assert "no such user" in error_of(host, ssh="none", user="\u0661\u0660\u0660\u0660:1000")

@@ -741,3 +741,27 @@ def test_generated_files_go_to_the_private_dir_the_engine_sees(tmp_path, capsys,
     sources = {m["target"]: m["source"] for m in result["spec"]["mounts"]}
     assert sources["/etc/passwd"].startswith(str(shared) + "/devenv-secure-run-")
     assert list(shared.iterdir()) == []  # the private directory of the run is gone again
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("pids_limit", "1_00"),
+        ("pids_limit", "\u0661\u0660\u0660"),
+        ("cpus", "1_0"),
+        ("cpus", "\u0661"),
+    ],
+)
+def test_numbers_are_ascii_digits_in_the_module_too(tmp_path, capsys, monkeypatch, option, value):
+    # Ansible's own int() and float() would take these; the table's parser refuses them.
+    monkeypatch.setattr(_engine.Engine, "connect", lambda *a: pytest.fail("engine used"))
+    args = {"image": "devenv-test/debian:13", "command": ["true"], "code_dir": str(tmp_path)}
+    result = _run_module(
+        {**args, "user": "1000:1000", option: value, "_ansible_check_mode": True}, capsys
+    )
+    assert result["failed"] is True and result["ran"] is False
+    assert option in result["msg"]
+    ok = _run_module(
+        {**args, "user": "1000:1000", option: "1", "_ansible_check_mode": True}, capsys
+    )
+    assert "failed" not in ok or ok["failed"] is False, ok

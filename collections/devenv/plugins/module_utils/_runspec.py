@@ -1085,7 +1085,7 @@ def _user_entry(user: str) -> tuple:
     import pwd  # noqa: PLC0415 - only needed when `user` is set; keeps start-up lean
     import re  # noqa: PLC0415 - likewise
 
-    match = re.match(r"^(\d+):(\d+)$", user)
+    match = re.match(r"^([0-9]+):([0-9]+)$", user)
     if match:
         uid, gid = int(match.group(1)), int(match.group(2))
         try:

@@ -208,6 +208,9 @@ CODE_TARGET = "/app"
 TMP_TARGET = "/tmp"  # noqa: S108 - the container's own private tmpfs
 MANAGED_LABEL = "io.kuatecno.devenv.managed"
 OWNER_LABEL_KEY = "io.kuatecno.devenv.uid"
+# What the launcher role's `absent` state removes (the egress proxies and networks, see
+# _network.PROXY_LABEL): a run may not carry it.
+PROXY_LABEL_KEY = "io.kuatecno.devenv.proxy"
 TIMEOUT_MAX = 600
 # Characters the engine's --mount / --tmpfs syntax cannot carry unambiguously.
 _MOUNT_BAD_CHARS = (",", "=", '"')
@@ -554,7 +557,7 @@ def _labels(value: Any, where: str) -> tuple:
             raise RunSpecError(
                 f"{where}: {key!r} is not a valid label key (lower-case letters, digits, . - /)"
             )
-        if key in (MANAGED_LABEL, OWNER_LABEL_KEY):
+        if key in (MANAGED_LABEL, OWNER_LABEL_KEY, PROXY_LABEL_KEY):
             raise RunSpecError(f"{where}: {key} is set by devenv itself")
         if not isinstance(text, str) or pattern("control").search(text) or len(text) > 1024:
             raise RunSpecError(f"{where}: the value of {key} must be a short printable string")
@@ -620,7 +623,8 @@ def parse_destination(value: Any, where: str) -> tuple:
     if not isinstance(value, str) or pattern("control").search(value):
         raise RunSpecError(f"{where}: {hint}")
     host, sep, port = value.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    port_ok = port.isascii() and port.isdigit()
+    if not sep or not host or not port_ok or not 1 <= int(port) <= 65535:
         raise RunSpecError(f"{where}: {value!r}: {hint}")
     host = host.lower().rstrip(".")
     name = host[2:] if host.startswith("*.") else host
@@ -882,7 +886,9 @@ SETTINGS = (
         "CPUs of a run; left unset, 2 or the CPUs this process may use if fewer.",
         flag="--cpus",
         metavar="N",
-        module={"type": "float"},
+        # raw: the table's parser judges the number (ASCII digits only), not Ansible's
+        # float(), which takes "1_0" and non-ASCII digits.
+        module={"type": "raw"},
     ),
     Setting(
         "pids_limit",
@@ -892,7 +898,7 @@ SETTINGS = (
         "Maximum number of processes in the container.",
         flag="--pids-limit",
         metavar="N",
-        module={"type": "int"},
+        module={"type": "raw"},  # as cpus: ASCII digits only
     ),
     Setting(
         "limits_max",

@@ -236,14 +236,15 @@ options:
     type: str
   cpus:
     description:
-      - CPUs the container may use, from 0.01 up to the host's CPU count. The run
-        specification's default is 2, which must not exceed the host's CPU count.
-    type: float
+      - CPUs the container may use, from 0.01 up to the host's CPU count, a number in
+        ASCII digits (V(1.5) or V("1.5")). The run specification's default is 2, or the
+        CPUs the module may use where fewer.
+    type: raw
   pids_limit:
     description:
-      - Maximum number of processes in the container. The run specification's default is
-        100.
-    type: int
+      - Maximum number of processes in the container, an integer in ASCII digits. The run
+        specification's default is 100.
+    type: raw
   read_only_rootfs:
     description:
       - Run with a read-only root filesystem (with a private C(/tmp) and the writable

@@ -588,6 +588,20 @@ def test_sizes_never_above_the_host_s_memory(home, name):
     build_spec(dict(settings, **{name: "2g"}), host=small)
 
 
+def test_default_sizes_fit_a_small_host(home):
+    # A 1 vCPU / 1 GB cloud server runs with the defaults: 4g of memory and 1g tmpfs are
+    # what the host has at most, as the CPU default is; a size that is set stays refused.
+    tiny = Host(1000, 1000, "alice", str(home), 1, {}, 1024**3 - 5 * 1024**2)
+    spec = build_spec({"ssh": "none"}, host=tiny)
+    assert spec.memory == spec.memory_swap == 1019 * 1024**2
+    assert dict(spec.tmpfs)["/tmp"].endswith(f"size={1019 * 1024**2}")
+    assert spec.nano_cpus == 10**9
+    with pytest.raises(RunSpecError, match="memory: 4g is more than this host's memory"):
+        build_spec({"ssh": "none", "memory": "4g"}, host=tiny)
+    roomy = Host(1000, 1000, "alice", str(home), 2, {}, 16 * 1024**3)
+    assert build_spec({"ssh": "none"}, host=roomy).memory == 4 * 1024**3
+
+
 @pytest.mark.parametrize(
     ("allowed", "image", "ok"),
     [

@@ -1178,6 +1178,19 @@ def _round_down(number: int) -> int:
     return number - number % (1024**2)
 
 
+def _fit_defaults(settings: Settings, host: Host) -> Settings:
+    """Sizes left at their defaults (memory 4g, HOME and /tmp 1g each) fit a smaller host:
+    no more than its memory, as the CPU default takes no more than its CPUs. A size
+    that was set stays as set, and is refused when the host cannot give it."""
+    if not host.memory:
+        return settings
+    for name in ("memory", "home_size", "tmp_size"):
+        if settings.source(name) == "default" and settings[name] > host.memory:
+            fitted = format_memory(_round_down(host.memory))
+            settings = settings.replace(name, fitted, "default (this host's memory)")
+    return settings
+
+
 def _image_allowed(settings: Settings) -> str:
     image = settings["image"]
     allowed = settings["images_allowed"]
@@ -1395,6 +1408,7 @@ def resolve(
     (default: devenv's directory in the user's home; the module uses a private
     temporary directory)."""
     host, warnings, uid, gid = _resolve_user(settings, host)
+    settings = _fit_defaults(settings, host)
     memory, memory_swap, nano_cpus, pids_limit = _limits(settings, host)
     home = settings["container_home"]
     workdir = settings["workdir"]

@@ -54,6 +54,21 @@ CASES = {
         ["devenv_secrets_binary_url must", "apt_key_checksum", "infisical_version"],
     ),
     "secrets-defaults": ("devenv_secrets", "checks.yml", {}, [], []),
+    "engine-bad-platform": (
+        "devenv_engine",
+        "validate.yml",
+        {"devenv_engine_gvisor": True, "devenv_engine_gvisor_platform": "vm"},
+        ['devenv_engine_gvisor_platform must be one of ptrace, kvm, systrap (got "vm")'],
+        ["devenv_engine_source", "extra_args", "Linux hosts only", "devenv_engine_gvisor must"],
+    ),
+    "engine-bad-flags": (
+        "devenv_engine",
+        "validate.yml",
+        {"devenv_engine_gvisor_extra_args": ["--debug", "rm -rf"]},
+        ["devenv_engine_gvisor_extra_args must be a list of runsc flags", '"rm -rf"'],
+        ["devenv_engine_gvisor_platform", "devenv_engine_source"],
+    ),
+    "engine-defaults": ("devenv_engine", "validate.yml", {}, [], []),
 }
 
 

@@ -336,3 +336,13 @@ def test_program_pins_the_system_configuration():
     assert 'os.environ["DEVENV_CONFIG"] = "/etc/x/config.json"' in text
     assert 'sys.path.insert(0, "/usr/local/lib/devenv")' in text
     compile(text, "devenv", "exec")
+
+
+def test_the_documented_per_user_keys_are_the_run_specification_s():
+    """The argument spec names every key a user record may carry (PER_USER_KEYS)."""
+    import re
+
+    specs = role_file(ROLE, "meta/argument_specs.yml")
+    option = specs["argument_specs"]["main"]["options"]["devenv_launcher_users"]
+    text = " ".join(option["description"]).split("lets C(users.<login>) set")[1]
+    assert set(re.findall(r"C\((\w+)\)", text)) == set(_settings.PER_USER_KEYS)

@@ -19,11 +19,16 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 from roles_testhost import TestHost  # noqa: E402
 
 IMAGE = "devenv-test/debian-python:11"
-# The unit tests of the files the launcher carries (_launcher, _runspec/_settings, _infisical).
+# The unit tests of the files the launcher carries (LAUNCHER_FILES: _launcher, _settings
+# and _runspec, _agents, _network, _infisical, _doctor).
 UNIT_TESTS = (
     "tests/unit/test_launcher.py",
     "tests/unit/test_runspec.py",
+    "tests/unit/test_isolation.py",
+    "tests/unit/test_agents.py",
+    "tests/unit/test_network.py",
     "tests/unit/test_infisical.py",
+    "tests/unit/test_doctor.py",
 )
 
 

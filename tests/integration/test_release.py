@@ -207,10 +207,15 @@ def test_site_yml_passes_the_syntax_check_outside_the_repository(release):
         assert f"kuatecno.devenv.{role}" in text
 
 
-def test_ansible_doc_shows_the_module_and_every_role(release):
+FILTERS = sorted(p.stem for p in (ROOT / "collections/devenv/plugins/filter").glob("*.yml"))
+
+
+def test_ansible_doc_shows_the_module_every_role_and_every_filter(release):
     commands = [["kuatecno.devenv.secure_run"]] + [
         ["-t", "role", f"kuatecno.devenv.{role}"] for role in ROLES
     ]
+    commands += [["-t", "filter", f"kuatecno.devenv.{name}"] for name in FILTERS]
+    assert len(FILTERS) >= 10
     for args in commands:
         done = run([tool("ansible-doc"), *args], cwd=release["project"], env=release["env"])
         assert args[-1] in done.stdout, args

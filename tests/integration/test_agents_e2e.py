@@ -267,6 +267,23 @@ def test_versions_are_the_pinned_ones(dev):
     assert "imported your Gemini CLI login" in done.stderr
 
 
+def test_the_image_has_the_reference_s_tools_and_never_updates_its_agents(dev):
+    # What the reference image has (an SSH client for git, a pager, a compiler), and the
+    # system-wide settings that keep Gemini CLI from updating itself in a read-only image.
+    script = (
+        "for tool in ssh less gcc make git nc; do command -v $tool || echo missing $tool; done; "
+        "cat /etc/gemini-cli/settings.json; cat /etc/ssh/ssh_config.d/*.conf"
+    )
+    done = dev.run("--no-secrets", "--", "sh", "-c", script)
+    assert done.returncode == 0, done.stderr
+    assert "missing" not in done.stdout, done.stdout
+    (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    settings = json.loads(line)
+    assert settings["general"] == {"disableAutoUpdate": True, "disableUpdateNag": True}
+    assert "UserKnownHostsFile ~/.ssh/known_hosts /run/devenv/known_hosts" in done.stdout
+    assert 'ProxyCommand nc -X connect -x "$DEVENV_PROXY" %h %p' in done.stdout
+
+
 def test_claude_answers_a_prompt_with_the_api_key_from_infisical(dev, person, host_files):
     tag = f"claude-p-{RUN}"
     done = dev.run("--", "claude", "-p", f"Say hello. standin-tag:{tag}")

@@ -73,8 +73,12 @@ def test_argument_spec_types_match_defaults(role):
         assert kind in TYPE_CHECKS, f"{role}: {name} has unknown type {kind}"
         value = defaults[name]
         # A templated default (a Jinja string) is resolved at run time; null means unset
-        # (Ansible's argument spec validation accepts None for every type).
-        if (isinstance(value, str) and "{{" in value) or value is None:
+        # (Ansible's argument spec validation accepts None for every type, but not among
+        # choices: a null default with choices fails every play).
+        if value is None:
+            assert "choices" not in option, f"{role}: {name} is null but has choices"
+            continue
+        if isinstance(value, str) and "{{" in value:
             continue
         assert TYPE_CHECKS[kind](value), f"{role}: {name} is {type(value).__name__}, spec {kind}"
         if kind == "list" and value and "elements" in option:

@@ -404,7 +404,15 @@ def test_a_running_proxy_costs_one_lookup():
 def test_a_missing_proxy_is_created_with_its_networks_and_hardened():
     plan = plan_of(["a.org:443"])
     engine = FakeEngine()
-    assert _network.ensure(engine, plan, [("team", "a")]) == "created"
+    # The run's labels, as the launcher and the module pass them: its owner and
+    # devenv's own label are not the shared proxy's (devenv ps would list it).
+    run_labels = (("io.kuatecno.devenv.managed", "true"), ("io.kuatecno.devenv.uid", "1000"))
+    assert _network.ensure(engine, plan, [("team", "a"), *run_labels]) == "created"
+    assert engine.created["Labels"] == {
+        "team": "a",
+        "io.kuatecno.devenv.managed": "true",
+        "io.kuatecno.devenv.proxy": plan.ident,
+    }
     internal = engine.networks[plan.network]
     assert internal["Internal"] is True and internal["Options"] == {_network.INHIBIT_IPV4: "true"}
     assert internal["Labels"] == {

@@ -37,7 +37,15 @@ def test_launcher_program_installed_root_owned(host):
 
 @pytest.mark.parametrize(
     "name",
-    ["_settings.py", "_network.py", "_runspec.py", "_infisical.py", "_launcher.py", "_agents.py"],
+    [
+        "_settings.py",
+        "_network.py",
+        "_runspec.py",
+        "_infisical.py",
+        "_launcher.py",
+        "_agents.py",
+        "_doctor.py",
+    ],
 )
 def test_launcher_carries_the_modules_own_code(host, name):
     """The very files the module uses, not a copy that can drift."""
@@ -175,3 +183,22 @@ def test_dev_runs_the_pinned_agents(host, agent):
     out = _as(host, "alice", f"dev -- {agent} --version")
     assert out.rc == 0, out.stderr
     assert PINNED[agent] in out.stdout
+
+
+def test_gvisor_is_a_runtime_of_the_engine(host):
+    runtimes = json.loads(host.check_output("docker info --format '{{json .Runtimes}}'"))
+    assert runtimes["runsc"]["path"] == "/usr/bin/runsc"
+    assert runtimes["runsc"]["runtimeArgs"][0] == "--platform=ptrace"
+
+
+@pytest.mark.parametrize("isolation", ["runc", "gvisor"])
+def test_doctor_passes_through_the_door(host, isolation):
+    """Every control of a dev run holds for alice, who reaches the engine only through
+    the sudo door, under runc and under gVisor (the gate finds the mounts of a gVisor
+    container through its gofer)."""
+    out = _as(host, "alice", f"devenv doctor --isolation {isolation}")
+    assert out.rc == 0, out.stdout + out.stderr
+    assert "through the administrator's sudo rule" in out.stdout
+    assert "FAIL" not in out.stdout
+    if isolation == "gvisor":
+        assert "kernel boundary active" in out.stdout

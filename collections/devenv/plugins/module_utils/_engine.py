@@ -290,9 +290,8 @@ class Engine:
     def ensure_proxy(self, spec: RunSpec) -> str:
         """The run's egress proxy running (network: allowlist), created when missing;
         the same code the launcher runs. Fail closed: SecureRunError without it."""
-        labels = [(k, v) for k, v in spec.labels if k != _network.MANAGED_LABEL]
         try:
-            return _network.ensure(_SdkTransport(self.api), spec.proxy, labels)
+            return _network.ensure(_SdkTransport(self.api), spec.proxy, spec.labels)
         except _network.ProxyError as exc:
             raise SecureRunError(f"{exc}; nothing was started (network: allowlist)") from None
 

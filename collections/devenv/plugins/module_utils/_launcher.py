@@ -715,9 +715,8 @@ def ensure_proxy(spec: RunSpec, environ: Mapping[str, str], home: str) -> Any:
     from ._network import ProxyError, ensure  # noqa: PLC0415 - only with network: allowlist
 
     engine = _proxy_engine(spec, environ, home)
-    labels = [(k, v) for k, v in spec.labels if k != "io.kuatecno.devenv.managed"]
     try:
-        done = ensure(engine, spec.proxy, labels)
+        done = ensure(engine, spec.proxy, spec.labels)
     except ProxyError as exc:
         raise LaunchError(f"{exc}. Nothing was started (network: allowlist).") from None
     if done != "running":

@@ -40,6 +40,9 @@ MANAGED_LABEL = "io.kuatecno.devenv.managed"
 # On the proxy and on both kinds of network devenv creates: what the role's `absent`
 # state removes. The value is the plan's hash (proxy, internal network) or "egress".
 PROXY_LABEL = "io.kuatecno.devenv.proxy"
+# The owner of a run (devenv ps and stop find a user's containers by it): never on the
+# proxy and its networks, which runs of every user share.
+OWNER_LABEL = "io.kuatecno.devenv.uid"
 INHIBIT_IPV4 = "com.docker.network.bridge.inhibit_ipv4"
 # The run container's resolver: a failed lookup fails in a second, and setting any DNS
 # option makes the engine treat its upstream servers as the container's own (never
@@ -255,7 +258,10 @@ def _call(engine: Any, method: str, path: str, what: str, ok: tuple, **kwargs: A
 
 
 def _labels(value: str, extra: Iterable) -> dict:
-    return dict(extra, **{MANAGED_LABEL: "true", PROXY_LABEL: value})
+    """The proxy's or a network's labels: devenv's own, and the creating run's other
+    labels (a test's, a team's) but not its owner: the proxy is no one user's."""
+    kept = {k: v for k, v in extra if k not in (MANAGED_LABEL, OWNER_LABEL)}
+    return dict(kept, **{MANAGED_LABEL: "true", PROXY_LABEL: value})
 
 
 def _ensure_network(engine: Any, name: str, *, internal: bool, labels: dict) -> None:
@@ -362,9 +368,9 @@ def _start(engine: Any, plan_: Plan) -> None:
 
 def ensure(engine: Any, plan_: Plan, labels: Iterable = ()) -> str:
     """Make the proxy of `plan_` run, creating what is missing (the egress network, the
-    internal network, the proxy). Returns what was done: "running" (nothing: one
-    lookup), "started" (it had stopped) or "created". Raises ProxyError (fail closed:
-    without its proxy a run does not start)."""
+    internal network, the proxy); `labels` are the run's (key, value) pairs. Returns
+    what was done: "running" (nothing: one lookup), "started" (it had stopped) or
+    "created". Raises ProxyError (fail closed: without its proxy a run does not start)."""
     info = _inspect(engine, plan_.proxy)
     if info is not None:
         attached = (info.get("NetworkSettings") or {}).get("Networks") or {}

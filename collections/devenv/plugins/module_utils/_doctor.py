@@ -647,7 +647,8 @@ class Doctor:
         try:
             check_engine_info(self.spec, self.engine.info())
         except RunSpecError as exc:
-            self.add("isolation", FAIL, str(exc).split("; ")[0], str(exc).partition("; ")[2])
+            detail, _sep, fix = str(exc).partition("; ")
+            self.add("isolation", FAIL, detail, fix)
             self.spec = None
             return
         self.add("isolation", OK, f"gvisor: the engine has the {GVISOR_RUNTIME} runtime")
@@ -924,7 +925,7 @@ class Doctor:
 
 def _cause(exc: BaseException) -> str:
     """A launcher's refusal without what it adds for a run ("Nothing was started ...")."""
-    return str(exc).split(" Nothing was started")[0].rstrip(".")
+    return str(exc).partition(" Nothing was started")[0].rstrip(".")
 
 
 def network_problems(facts: Mapping[str, str], policy: str) -> list:

@@ -447,8 +447,24 @@ class Terminal:
     def alive(self):
         return "t" in self.tmux("list-sessions", "-F", "#{session_name}").split()
 
-    def close(self):
+    def close(self, timeout=30):
+        """Close the terminal, as a person closes the window: the run must end with it.
+        Returns the names of this module's containers still running after `timeout`
+        seconds (removed then, so the next test starts clean)."""
         self.tmux("kill-server")
+        end = time.monotonic() + timeout
+        while True:
+            left = docker(
+                "ps", "--format", "{{.Names}} {{.Command}}", "--filter", f"label={RUN_LABEL}={RUN}",
+                check=False,
+            ).splitlines()  # fmt: skip
+            left = [line for line in left if not line.startswith("devenv-test-")]
+            if not left or time.monotonic() > end:
+                break
+            time.sleep(0.5)
+        for line in left:
+            docker("rm", "-f", line.split()[0], check=False)
+        return left
 
 
 def test_interactive_claude_in_a_terminal(dev, person):
@@ -480,8 +496,9 @@ def test_interactive_claude_in_a_terminal(dev, person):
         while term.alive() and time.monotonic() < end:
             time.sleep(0.5)
     finally:
-        term.close()
+        left = term.close()
     assert requests_with(dev.api, tag), "the stand-in never saw the typed prompt"
+    assert not left, f"runs outlived their terminal: {left}"
 
 
 @pytest.mark.parametrize(
@@ -507,7 +524,8 @@ def test_login_runs_the_agent_s_own_flow_without_a_browser(dev, person, agent, u
         time.sleep(1)
         term.keys("C-c")
     finally:
-        term.close()
+        left = term.close()
+    assert not left, f"runs outlived their terminal: {left}"
 
 
 # ---------------------------------------------------------------- git over SSH

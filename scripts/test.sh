@@ -69,14 +69,52 @@ layer_lint() {
   "$DEVENV_ROOT/scripts/lib/sanity.sh"
 }
 layer_unit() { pytest -q tests/unit; }
-layer_integration() { pytest -q -m integration tests/integration; }
+# Two workers, each taking whole test files (a file's tests share module fixtures such as
+# a nested engine); the tests mostly wait on engines, so two workers fit two CPUs.
+# DEVENV_TEST_WORKERS=0 runs them in this process, one after the other.
+layer_integration() {
+  local workers="${DEVENV_TEST_WORKERS:-2}"
+  if [ "$workers" = 0 ]; then
+    pytest -q -m integration --durations=15 tests/integration
+  else
+    pytest -q -m integration -n "$workers" --dist loadfile --durations=15 tests/integration
+  fi
+}
+# The scenarios run side by side, each on its own test hosts with its own engines (only
+# the test registry and network are shared, and neither is removed by a scenario); each
+# writes to its own log, printed whole when it ends. DEVENV_MOLECULE_SERIAL=1: one by one.
 layer_molecule() {
-  local s
+  local s i rc=0 start logs="$DEVENV_STATE/molecule"
+  local -a pids=()
   ensure_test_registry
+  if [ "${DEVENV_MOLECULE_SERIAL:-0}" = 1 ]; then
+    for s in "${MOLECULE_SCENARIOS[@]}"; do
+      printf -- '--- molecule scenario: %s\n' "$s"
+      molecule test -s "$s"
+    done
+    return
+  fi
+  mkdir -p "$logs"
+  start=$SECONDS
   for s in "${MOLECULE_SCENARIOS[@]}"; do
-    printf -- '--- molecule scenario: %s\n' "$s"
-    molecule test -s "$s"
+    printf -- '--- molecule scenario: %s, started (log: %s)\n' "$s" "$logs/$s.log"
+    molecule test -s "$s" >"$logs/$s.log" 2>&1 &
+    pids+=("$!")
   done
+  for i in "${!pids[@]}"; do
+    s="${MOLECULE_SCENARIOS[$i]}"
+    if wait "${pids[$i]}"; then
+      printf -- '--- molecule scenario: %s passed (%ds since the start)\n' "$s" $((SECONDS - start))
+    else
+      printf -- '--- molecule scenario: %s FAILED (%ds since the start)\n' "$s" $((SECONDS - start))
+      rc=1
+    fi
+  done
+  for s in "${MOLECULE_SCENARIOS[@]}"; do
+    printf -- '\n--- molecule scenario: %s, its log\n' "$s"
+    cat "$logs/$s.log"
+  done
+  return "$rc"
 }
 
 setup_start=$SECONDS

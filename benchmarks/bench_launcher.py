@@ -117,8 +117,10 @@ class Launcher:
         if "--name" in argv:
             # The name holds this machine's host name and a random part: shown generically.
             argv[argv.index("--name") + 1] = "devenv-HOST-RANDOM"
-        text = shlex.join(argv)
-        return text.replace(str(self.code_dir), "$CODE_DIR")
+        text = shlex.join(argv).replace(str(self.code_dir), "$CODE_DIR")
+        # Files of the benchmark (its configurations under .state/) by their path in the
+        # repository: the report never names a path of the machine it ran on.
+        return text.replace(f"{self.root}/", "")
 
     def notes(self) -> list:
         return [

@@ -466,3 +466,20 @@ def test_the_committed_report_is_what_its_record_renders_to():
 
     record = json.loads((ROOT / "docs" / "benchmarks.json").read_text(encoding="utf-8"))
     assert run.report(record) == (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+
+
+def test_the_committed_record_names_no_path_of_the_machine_it_ran_on():
+    # Files of the benchmark are shown by their path in the repository (.state/...).
+    import re
+
+    text = (ROOT / "docs" / "benchmarks.json").read_text(encoding="utf-8")
+    assert not re.findall(r"(?<![\w.$])/(?:[\w.-]+/)+\.state/", text)
+
+
+def test_commands_show_the_benchmark_s_files_by_their_path_in_the_repository(tmp_path):
+    from bench_launcher import Launcher
+
+    launcher = Launcher(tmp_path / "work", tmp_path, "img", run=None, log=None)
+    config = tmp_path / "work" / "launcher" / "config-gvisor.json"
+    shown = launcher.display([launcher.program, "run", "--config", config, launcher.code_dir])
+    assert shown == "devenv run --config work/launcher/config-gvisor.json $CODE_DIR"

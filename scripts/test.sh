@@ -31,13 +31,6 @@ sweep() {
 }
 finish() {
   local rc=$?
-  # A Molecule layer still running alongside (the integration layer failed, or Ctrl-C):
-  # stopped with its whole process group; the sweep below removes its test hosts.
-  if [ -n "${MOLECULE_PID:-}" ]; then
-    kill -TERM -- -"$MOLECULE_PID" 2>/dev/null || true
-    wait "$MOLECULE_PID" 2>/dev/null || true
-    printf '\n(molecule, stopped before it ended; its log so far: %s)\n' "$MOLECULE_LOG"
-  fi
   # Only runs that start containers sweep, so a lint or unit run never touches the
   # containers of another run in progress on the same engine.
   case " ${LAYERS[*]} " in *" integration "* | *" molecule "*) sweep ;; esac
@@ -46,16 +39,6 @@ finish() {
   exit "$rc"
 }
 trap finish EXIT
-
-record_layer() {
-  local name="$1" start="$2" rc="$3" note="${4:-}"
-  if [ "$rc" -eq 0 ]; then
-    SUMMARY+=("$(printf '%-12s passed  %4ds%s' "$name" $((SECONDS - start)) "$note")")
-  else
-    SUMMARY+=("$(printf '%-12s FAILED  %4ds (exit %d)%s' "$name" $((SECONDS - start)) "$rc" "$note")")
-    exit "$rc"
-  fi
-}
 
 run_layer() {
   local name="$1" start rc
@@ -69,34 +52,12 @@ run_layer() {
   )
   rc=$?
   set -e
-  record_layer "$name" "$start" "$rc"
-}
-
-# The Molecule layer alongside the integration layer: Molecule's test hosts have engines
-# of their own and the integration tests keep to their own labels, nested engines and
-# registries, so neither touches the other's containers; on a 2-CPU machine, where both
-# mostly wait on engines, this saves a quarter of the suite. The layer runs in a process
-# group of its own (so it can be stopped whole), writing to a log printed when it ends.
-MOLECULE_PID=
-MOLECULE_LOG="$DEVENV_STATE/molecule-layer.log"
-start_molecule_alongside() {
-  printf '\n==== layer: molecule, started alongside integration (log: %s) ====\n' "$MOLECULE_LOG"
-  MOLECULE_START=$SECONDS
-  set -m
-  (
-    set +m -e # its scenarios stay in its process group
-    layer_molecule
-  ) >"$MOLECULE_LOG" 2>&1 </dev/null &
-  MOLECULE_PID=$!
-  set +m
-}
-wait_molecule_alongside() {
-  local rc=0
-  printf '\n==== layer: molecule (started alongside integration) ====\n'
-  wait "$MOLECULE_PID" || rc=$?
-  MOLECULE_PID=
-  cat "$MOLECULE_LOG"
-  record_layer molecule "$MOLECULE_START" "$rc" " (alongside integration)"
+  if [ "$rc" -eq 0 ]; then
+    SUMMARY+=("$(printf '%-12s passed  %4ds' "$name" $((SECONDS - start)))")
+  else
+    SUMMARY+=("$(printf '%-12s FAILED  %4ds (exit %d)' "$name" $((SECONDS - start)) "$rc")")
+    exit "$rc"
+  fi
 }
 
 layer_lint() {
@@ -156,30 +117,13 @@ layer_molecule() {
   return "$rc"
 }
 
-for layer in "${LAYERS[@]}"; do
-  case "$layer" in
-    lint | unit | integration | molecule) ;;
-    *) die "unknown layer '$layer' (use lint, unit, integration, molecule)" ;;
-  esac
-done
-# Molecule alongside integration when both run, in that order (DEVENV_TEST_OVERLAP=0:
-# one after the other).
-overlap=0
-case " ${LAYERS[*]} " in
-  *" integration molecule "*) [ "${DEVENV_TEST_OVERLAP:-1}" = 0 ] || overlap=1 ;;
-esac
-
 setup_start=$SECONDS
 prepare_test_world
 SUMMARY+=("$(printf '%-12s done    %4ds' setup $((SECONDS - setup_start)))")
 
 for layer in "${LAYERS[@]}"; do
-  case "$layer:$overlap" in
-    integration:1)
-      start_molecule_alongside
-      run_layer integration layer_integration
-      ;;
-    molecule:1) wait_molecule_alongside ;;
-    *) run_layer "$layer" "layer_$layer" ;;
+  case "$layer" in
+    lint | unit | integration | molecule) run_layer "$layer" "layer_$layer" ;;
+    *) die "unknown layer '$layer' (use lint, unit, integration, molecule)" ;;
   esac
 done

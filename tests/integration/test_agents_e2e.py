@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 import install_launcher  # noqa: E402
 from model_api import texts_of  # noqa: E402
 from people import as_person as as_user  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
 LOGIN = f"devag{os.getpid() % 100000}"
 RUN = uuid.uuid4().hex[:8]
@@ -452,16 +453,16 @@ class Terminal:
         Returns the names of this module's containers still running after `timeout`
         seconds (removed then, so the next test starts clean)."""
         self.tmux("kill-server")
-        end = time.monotonic() + timeout
-        while True:
-            left = docker(
+
+        def running():
+            lines = docker(
                 "ps", "--format", "{{.Names}} {{.Command}}", "--filter", f"label={RUN_LABEL}={RUN}",
                 check=False,
             ).splitlines()  # fmt: skip
-            left = [line for line in left if not line.startswith("devenv-test-")]
-            if not left or time.monotonic() > end:
-                break
-            time.sleep(0.5)
+            return [line for line in lines if not line.startswith("devenv-test-")]
+
+        wait_for(lambda: not running(), timeout=timeout, step=0.5)
+        left = running()
         for line in left:
             docker("rm", "-f", line.split()[0], check=False)
         return left

@@ -14,7 +14,6 @@ import hashlib
 import json
 import shlex
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 from container_security import assert_runtime_properties  # noqa: E402
 from roles_testhost import EngineHost, docker  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
 IMAGE = "devenv-test/debian:13"
 PLAYBOOK = "launcher_role.yml"
@@ -119,16 +119,6 @@ def as_user(host, user, command, *, check=False, detach=False, token=True):
 
 def inner_docker(host, *args):
     return host.out("docker " + " ".join(shlex.quote(a) for a in args))
-
-
-def wait_for(predicate, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    return predicate()
 
 
 def canary():

@@ -30,6 +30,7 @@ import install_launcher  # noqa: E402
 from container_security import assert_runtime_properties  # noqa: E402
 from traces import ENGINE_STATE, files_containing  # noqa: E402
 from traces import command_lines_containing as cmdlines_containing  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
 IMAGE = "devenv-test/debian:13"
 # One login per session: concurrent runs of the suite on one machine must not share
@@ -161,16 +162,6 @@ def containers(run_id):
     return docker("ps", "-aq", "--filter", f"label={RUN_LABEL}={run_id}").split()
 
 
-def wait_for(predicate, timeout=20.0, step=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
-
-
 # ---------------------------------------------------------------- a real session
 
 INSIDE = r"""
@@ -221,7 +212,7 @@ def test_session_properties_and_secrets(launcher, run_id, code_dir, user):
     started = time.time() - 1
     proc = launcher(["--", "python3", "-c", script])
     try:
-        assert wait_for((code_dir / "inside.json").exists), proc.stderr.read()
+        assert wait_for((code_dir / "inside.json").exists, timeout=20), proc.stderr.read()
         (name,) = containers(run_id)
         info = json.loads(docker("inspect", name))[0]
         hc, cfg = info["HostConfig"], info["Config"]
@@ -281,7 +272,7 @@ def test_session_properties_and_secrets(launcher, run_id, code_dir, user):
     assert (made.st_uid, made.st_gid) == (user.pw_uid, user.pw_gid)
     kept = (Path(user.pw_dir) / ".local/share/devenv/state/user/claude/from-inside").stat()
     assert (kept.st_uid, kept.st_gid) == (user.pw_uid, user.pw_gid)
-    assert wait_for(lambda: containers(run_id) == [])
+    assert wait_for(lambda: containers(run_id) == [], timeout=20)
     record = json.loads(launcher.record.read_text())
     assert record["token_on_cmdline"] is False and record["token_in_env"] is True
     # Nothing with the secret was left behind where files usually linger, nor in the
@@ -503,17 +494,17 @@ def test_ctrl_c_during_fetch(launcher, run_id):
 def test_sigterm_of_the_launcher_ends_the_container(launcher, run_id, code_dir):
     command = "trap 'exit 143' TERM; touch /app/RUN/up; while :; do sleep 0.1; done"
     proc = launcher(["--no-secrets", "--", "sh", "-c", command.replace("RUN", run_id)])
-    assert wait_for((code_dir / "up").exists), proc.stderr.read()
+    assert wait_for((code_dir / "up").exists, timeout=20), proc.stderr.read()
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 143
-    assert wait_for(lambda: containers(run_id) == [])
+    assert wait_for(lambda: containers(run_id) == [], timeout=20)
 
 
 def test_sigkill_of_the_launcher_leaves_no_container(launcher, run_id, code_dir):
     command = "touch /app/RUN/up; sleep 2".replace("RUN", run_id)
     proc = launcher(["--no-secrets", "--", "sh", "-c", command])
-    assert wait_for((code_dir / "up").exists), proc.stderr.read()
+    assert wait_for((code_dir / "up").exists, timeout=20), proc.stderr.read()
     proc.kill()
     proc.wait(timeout=10)
     assert containers(run_id) != []  # still running its command...
@@ -528,7 +519,7 @@ def test_memory_hog_is_killed_and_reported(launcher, run_id):
     assert proc.returncode == 137
     # Confirmed by the engine's oom event when it sends one; else the likely cause.
     assert "memory limit (32m)" in err
-    assert wait_for(lambda: containers(run_id) == [])
+    assert wait_for(lambda: containers(run_id) == [], timeout=20)
 
 
 FORK_BOMB = r"""

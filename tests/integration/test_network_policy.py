@@ -40,6 +40,7 @@ import install_launcher  # noqa: E402
 from agent_image import PROXY_REF  # noqa: E402
 from ansible_collections.kuatecno.devenv.plugins.module_utils import _network, _settings  # noqa: E402
 from container_security import assert_runtime_properties  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
 SESSION = uuid.uuid4().hex[:8]
 LOGIN = f"devnt{os.getpid() % 100000}"
@@ -65,16 +66,6 @@ def docker(*args, check=True, timeout=120):
 
 def inspect(kind, name):
     return json.loads(docker(kind, "inspect", name))[0]
-
-
-def wait_for(predicate, timeout=30.0, step=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 # ---------------------------------------------------------------- the test world

@@ -7,6 +7,7 @@ only keep its arithmetic, its verdicts and its page honest. No engine needed.
 
 import dataclasses
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -470,8 +471,6 @@ def test_the_committed_report_is_what_its_record_renders_to():
 
 def test_the_committed_record_names_no_path_of_the_machine_it_ran_on():
     # Files of the benchmark are shown by their path in the repository (.state/...).
-    import re
-
     text = (ROOT / "docs" / "benchmarks.json").read_text(encoding="utf-8")
     assert not re.findall(r"(?<![\w.$])/(?:[\w.-]+/)+\.state/", text)
 

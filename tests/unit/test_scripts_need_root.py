@@ -5,23 +5,22 @@ temporary directory, which only its owner may enter), as nobody when the suite i
 (as in CI)."""
 
 import os
+import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from people import as_person  # noqa: E402
 
 
 def as_someone_else():
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.fail("setpriv (util-linux) is needed to run as nobody")
-    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    return as_person(pwd.getpwnam("nobody")) if os.geteuid() == 0 else []
 
 
 @pytest.fixture
@@ -36,8 +35,7 @@ def open_dir():
 
 @pytest.mark.parametrize("script", ["scripts/test.sh", "scripts/provision.sh"])
 def test_started_by_a_user_it_stops_before_anything_and_says_how(open_dir, script):
-    tmp_path = open_dir
-    repo = tmp_path / "repo"
+    repo = open_dir / "repo"
     shutil.copytree(ROOT / "scripts", repo / "scripts")
     for path in [*repo.rglob("*"), repo]:
         path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
@@ -47,7 +45,7 @@ def test_started_by_a_user_it_stops_before_anything_and_says_how(open_dir, scrip
         text=True,
         timeout=60,
         check=False,
-        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        env={"PATH": os.environ["PATH"], "HOME": str(open_dir)},
     )
     assert done.returncode != 0
     assert f"ERROR: {script} must run as root" in done.stderr

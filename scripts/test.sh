@@ -19,21 +19,11 @@ LAYERS=("$@")
 MOLECULE_SCENARIOS=(${DEVENV_MOLECULE_SCENARIOS:-default fleet})
 
 SUMMARY=()
-sweep() {
-  # Anything of the suite's own left behind by a failed test: containers, networks, volumes.
-  local ids
-  ids="$(docker ps -aq --filter label=io.kuatecno.devenv.test=1 2>/dev/null || true)"
-  [ -z "$ids" ] || docker rm -fv $ids >/dev/null 2>&1 || true
-  ids="$(docker network ls -q --filter label=io.kuatecno.devenv.test=1 2>/dev/null || true)"
-  [ -z "$ids" ] || docker network rm $ids >/dev/null 2>&1 || true
-  ids="$(docker volume ls -q --filter label=io.kuatecno.devenv.test=1 2>/dev/null || true)"
-  [ -z "$ids" ] || docker volume rm -f $ids >/dev/null 2>&1 || true
-}
 finish() {
   local rc=$?
   # Only runs that start containers sweep, so a lint or unit run never touches the
   # containers of another run in progress on the same engine.
-  case " ${LAYERS[*]} " in *" integration "* | *" molecule "*) sweep ;; esac
+  case " ${LAYERS[*]} " in *" integration "* | *" molecule "*) sweep_test_leftovers ;; esac
   printf '\n==== summary ====\n'
   printf '%s\n' "${SUMMARY[@]}"
   exit "$rc"

@@ -58,7 +58,9 @@ activate_venv() {
 
 # A Docker engine that answers. An engine that already answers is left alone;
 # otherwise dockerd is started in the background (no systemd on these machines,
-# and Debian's init script cannot raise limits or mount cgroups here).
+# and Debian's init script cannot raise limits or mount cgroups here), and
+# DEVENV_ENGINE_STARTED=1 says so: nothing else can be using an engine started here.
+DEVENV_ENGINE_STARTED=0
 ensure_engine() {
   if docker info >/dev/null 2>&1; then
     return 0
@@ -74,6 +76,7 @@ ensure_engine() {
   nohup dockerd >"$logfile" 2>&1 </dev/null &
   for i in $(seq 1 60); do
     if docker info >/dev/null 2>&1; then
+      DEVENV_ENGINE_STARTED=1
       return 0
     fi
     sleep 1

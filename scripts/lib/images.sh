@@ -56,21 +56,33 @@ DEVENV_TEST_REGISTRY_PORT="${DEVENV_TEST_REGISTRY_PORT:-5555}"
 export DEVENV_TEST_NETWORK DEVENV_TEST_REGISTRY_NAME DEVENV_TEST_REGISTRY_PORT
 
 ensure_test_registry() {
-  local i local_ref="127.0.0.1:$DEVENV_TEST_REGISTRY_PORT/devenv-test/debian:13"
+  local i state local_ref="127.0.0.1:$DEVENV_TEST_REGISTRY_PORT/devenv-test/debian:13"
   ensure_derived_image "$DEVENV_TEST_IMAGE_PREFIX/registry:13" "$DEVENV_ROOT/tests/images/registry"
   docker network inspect "$DEVENV_TEST_NETWORK" >/dev/null 2>&1 ||
     docker network create --label io.kuatecno.devenv.test=1 "$DEVENV_TEST_NETWORK" >/dev/null
-  if ! docker container inspect "$DEVENV_TEST_REGISTRY_NAME" >/dev/null 2>&1; then
+  # A running registry is another run's, shared; a stopped one was left by a run that
+  # was killed before its sweep (or by an engine restart) and is made anew.
+  state="$(docker container inspect -f '{{.State.Status}}' "$DEVENV_TEST_REGISTRY_NAME" 2>/dev/null || true)"
+  if [ -n "$state" ] && [ "$state" != running ]; then
+    log "removing the test registry left $state by an earlier run"
+    docker rm -fv "$DEVENV_TEST_REGISTRY_NAME" >/dev/null
+    state=""
+  fi
+  if [ -z "$state" ]; then
     docker run -d --name "$DEVENV_TEST_REGISTRY_NAME" --label io.kuatecno.devenv.test=1 \
       --network "$DEVENV_TEST_NETWORK" -p "127.0.0.1:$DEVENV_TEST_REGISTRY_PORT:5000" \
       --read-only --tmpfs /tmp --mount type=volume,destination=/var/lib/docker-registry \
       --cap-drop ALL --security-opt no-new-privileges \
       "$DEVENV_TEST_IMAGE_PREFIX/registry:13" >/dev/null
   fi
-  for i in $(seq 1 30); do
+  for i in $(seq 1 60); do
     python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)" \
       "http://127.0.0.1:$DEVENV_TEST_REGISTRY_PORT/v2/" 2>/dev/null && break
-    [ "$i" -lt 30 ] || die "the test registry did not answer on 127.0.0.1:$DEVENV_TEST_REGISTRY_PORT"
+    if [ "$i" -eq 60 ]; then
+      docker ps -a --filter "name=^$DEVENV_TEST_REGISTRY_NAME\$" --format '{{.Names}}: {{.Status}}, ports {{.Ports}}' >&2
+      docker logs --tail 20 "$DEVENV_TEST_REGISTRY_NAME" >&2 || true
+      die "the test registry did not answer on 127.0.0.1:$DEVENV_TEST_REGISTRY_PORT within 60 s (its state and log are above)"
+    fi
     sleep 1
   done
   # The Debian 13 base, for image builds on test hosts with their own engines.
@@ -108,6 +120,18 @@ PY
   die "the engine did not take gVisor's runtime from /etc/docker/daemon.json"
 }
 
+# Anything of the suite's own left on the engine (containers, networks, volumes with the
+# test label): by a failed test, or by a run that was killed before it could sweep.
+sweep_test_leftovers() {
+  local ids
+  ids="$(docker ps -aq --filter label=io.kuatecno.devenv.test=1 2>/dev/null || true)"
+  [ -z "$ids" ] || docker rm -fv $ids >/dev/null 2>&1 || true
+  ids="$(docker network ls -q --filter label=io.kuatecno.devenv.test=1 2>/dev/null || true)"
+  [ -z "$ids" ] || docker network rm $ids >/dev/null 2>&1 || true
+  ids="$(docker volume ls -q --filter label=io.kuatecno.devenv.test=1 2>/dev/null || true)"
+  [ -z "$ids" ] || docker volume rm -f $ids >/dev/null 2>&1 || true
+}
+
 # Everything the test suite and the benchmark need on a fresh machine: Debian
 # packages, the pinned toolchain (activated), a Docker engine, the local base images,
 # and the host's extra CA certificates (TLS-intercepting proxies) for image builds.
@@ -118,6 +142,11 @@ prepare_test_world() {
   ensure_venv
   activate_venv
   ensure_engine
+  # An engine started here had stopped with whatever a killed run left on it (stopped
+  # test hosts, a stopped registry); no other run can be using them.
+  if [ "$DEVENV_ENGINE_STARTED" = 1 ]; then
+    sweep_test_leftovers
+  fi
   ensure_gvisor_runtime
   ensure_test_images
   export DEVENV_TEST_CA_DIR="${DEVENV_TEST_CA_DIR:-/usr/local/share/ca-certificates}"

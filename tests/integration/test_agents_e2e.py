@@ -436,14 +436,13 @@ class Terminal:
         self.tmux("send-keys", "-t", "t", "-l", text)
 
     def wait_for(self, *needles, timeout=90):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
+        def seen():
             screen = self.screen()
-            for needle in needles:
-                if needle in screen:
-                    return needle
-            time.sleep(0.5)
-        raise AssertionError(f"none of {needles} on the screen:\n{self.screen()}")
+            return next((needle for needle in needles if needle in screen), None)
+
+        found = wait_for(seen, timeout=timeout, step=0.5)
+        assert found, f"none of {needles} on the screen:\n{self.screen()}"
+        return found
 
     def alive(self):
         return "t" in self.tmux("list-sessions", "-F", "#{session_name}").split()

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+from waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -137,14 +138,15 @@ def free_port():
 
 
 def wait_port(host, port, seconds=20):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    def listening():
         try:
             with socket.create_connection((host, port), timeout=1):
-                return
+                return True
         except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"nothing listens on {host}:{port} after {seconds}s")
+            return False
+
+    message = f"nothing listens on {host}:{port} after {seconds}s"
+    assert wait_for(listening, seconds, step=0.2), message
 
 
 class Play:
@@ -276,10 +278,8 @@ def nested(tmp_path_factory):
             f" --insecure-registry {gateway}:{port} >{shared}/dockerd.log 2>&1",
         )
         host = f"unix://{shared}/docker.sock"
-        deadline = time.monotonic() + 60
-        while docker("info", host=host, check=False).returncode != 0:
-            assert time.monotonic() < deadline, (shared / "dockerd.log").read_text()[-3000:]
-            time.sleep(0.5)
+        started = wait_for(lambda: docker("info", host=host, check=False).returncode == 0, 60, 0.5)
+        assert started, (shared / "dockerd.log").read_text()[-3000:]
         yield {"host": host, "shared": shared, "registry_host": gateway, "registry_port": port}
     finally:
         docker("rm", "-f", "-v", name, check=False)

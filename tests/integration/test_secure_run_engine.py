@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 from container_security import PROBE_SCRIPT, assert_inside, assert_runtime_properties  # noqa: E402
 from traces import ENGINE_STATE, files_containing  # noqa: E402
+from waiting import wait_for  # noqa: E402
 
 MODULE = ROOT / "collections/devenv/plugins/modules/secure_run.py"
 STAND_IN = ROOT / "tests/support/infisical"
@@ -89,16 +90,6 @@ def docker(*args, check=True):
 def containers(run_id, *, all_states=True):
     flags = ["-a"] if all_states else []
     return docker("ps", *flags, "-q", "--filter", f"label={RUN_LABEL}={run_id}").split()
-
-
-def wait_until(predicate, timeout, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 @pytest.fixture
@@ -250,7 +241,7 @@ def test_runtime_properties_on_the_running_container_and_inside(tmp_path, run_id
     argv, env = module_command(tmp_path, args)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        ids = wait_until(lambda: containers(run_id, all_states=False), 20)
+        ids = wait_for(lambda: containers(run_id, all_states=False), 20, step=0.2)
         assert ids, "the container did not start"
         running = inspect(ids[0])  # independent of the module, while it runs
         assert running["State"]["Running"] is True
@@ -326,7 +317,7 @@ def test_under_gvisor_the_module_keeps_every_property(tmp_path, run_id, code_dir
     argv, env = module_command(tmp_path, args)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        ids = wait_until(lambda: containers(run_id, all_states=False), 30)
+        ids = wait_for(lambda: containers(run_id, all_states=False), 30, step=0.2)
         assert ids, "the container did not start"
         running = inspect(ids[0])
         out, _ = proc.communicate(timeout=90)
@@ -389,7 +380,7 @@ def test_infisical_canary_reaches_the_container_and_never_the_output(tmp_path, r
     )
     started = time.time() - 1
     try:
-        (name,) = wait_until(lambda: containers(run_id, all_states=False), 60)
+        (name,) = wait_for(lambda: containers(run_id, all_states=False), 60, step=0.2)
         # While the container runs: no command line and no temporary file holds them,
         # nor the container's configuration, nor the engine's or containerd's files.
         assert not command_lines_holding(canary, token)
@@ -459,19 +450,19 @@ def test_killed_module_leaves_no_container_once_the_command_ends(tmp_path, run_i
     argv, env = module_command(tmp_path, base_args(run_id, code_dir, command=["sleep", "3"]))
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert wait_until(lambda: containers(run_id, all_states=False), 20)
+        assert wait_for(lambda: containers(run_id, all_states=False), 20, step=0.2)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     assert containers(run_id), "the command should still be running after the kill"
-    assert wait_until(lambda: not containers(run_id), 20), "container left behind"
+    assert wait_for(lambda: not containers(run_id), 20, step=0.2), "container left behind"
 
 
 def test_terminated_module_stops_and_removes_its_container(tmp_path, run_id, code_dir):
     argv, env = module_command(tmp_path, base_args(run_id, code_dir, command=["sleep", "60"]))
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert wait_until(lambda: containers(run_id, all_states=False), 20)
+        assert wait_for(lambda: containers(run_id, all_states=False), 20, step=0.2)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     finally:
@@ -479,7 +470,7 @@ def test_terminated_module_stops_and_removes_its_container(tmp_path, run_id, cod
             proc.kill()
     result = json.loads(out)
     assert result["failed"] is True and "interrupted by signal" in result["msg"]
-    assert wait_until(lambda: not containers(run_id), 20), "container left behind"
+    assert wait_for(lambda: not containers(run_id), 20, step=0.2), "container left behind"
 
 
 def test_watchdog_removes_a_created_container_when_the_module_dies_before_start(run_id):
@@ -546,7 +537,7 @@ def test_output_is_bounded_and_the_timeout_kills(tmp_path, run_id, code_dir):
     assert time.monotonic() - started < 30
     assert result["failed"] is True and result["timed_out"] is True
     assert result["stdout"] == "a" * 1000 and result["stdout_truncated"] is True
-    assert wait_until(lambda: not containers(run_id), 20)
+    assert wait_for(lambda: not containers(run_id), 20, step=0.2)
 
 
 def test_check_mode_through_ansible_runs_nothing(tmp_path, run_id, code_dir):
